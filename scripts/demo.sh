@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The main job end to end on the embedded default: CPU, synthetic SoccerNet-format frames, ./runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+runner validate jobs/demo.yaml

@@ -1,0 +1,56 @@
+"""`runner validate` through the installed console script, as a person runs it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+JOBS = Path(__file__).resolve().parents[2] / "jobs"
+RUNNER = shutil.which("runner")
+
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(RUNNER is None, reason="runner console script not installed")]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([RUNNER, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_valid_spec_prints_resolved_plan() -> None:
+    result = run("validate", str(JOBS / "t4.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "job hrnet-w48-t4" in result.stdout
+    assert "early_stopping_epochs: 32" in result.stdout
+    assert "360 x 203" in result.stdout  # heatmap of 720x405 at stride 2, rounded up
+
+
+def test_json_output_is_machine_readable() -> None:
+    result = run("validate", str(JOBS / "demo.yaml"), "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["spec"]["name"] == "demo"
+    assert document["ladder"][0] == {
+        "batch_size": 4, "input_size": [256, 144], "accumulation": 1, "activation_checkpointing": False,
+    }
+
+
+def test_broken_spec_exits_2_naming_each_field(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("name: Bad Name\ntrain:\n  bach_size: 4\n  lr: -1\nmodel: {arch: vgg}\n")
+    result = run("validate", str(spec))
+    assert result.returncode == 2
+    for fragment in ["name: 'Bad Name'", "train.bach_size: unknown key", "did you mean 'batch_size'",
+                     "train.lr:", "model.arch: 'vgg'"]:
+        assert fragment in result.stderr
+    assert result.stdout == ""
+
+
+def test_help_lists_only_working_commands() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    assert "validate" in result.stdout
+    for planned in ("submit", "attach", "status"):
+        assert planned not in result.stdout
