@@ -229,17 +229,27 @@ def store_protocol(url: str) -> str:
 
 
 def check_store_url(url: str) -> str:
-    """Reject stores we cannot write to, naming the package that would make them work."""
+    """Reject stores we cannot write to, naming the package that would make them work.
+
+    Credentials are checked first so that no later message echoes a secret back.
+    """
     if not url.strip():
         raise ValueError("must not be empty; use a local path like ./runs or gs://bucket/prefix")
     protocol = store_protocol(url)
+    if protocol != "file":
+        location = url.split("://", 1)[1]
+        if "@" in location.split("/", 1)[0] or "?" in location:
+            raise ValueError(
+                "must not carry credentials or options; credentials come from the environment "
+                "(Colab auth, ADC, GOOGLE_APPLICATION_CREDENTIALS)"
+            )
+        if ".." in location.split("/"):
+            raise ValueError(f"{url!r} must not contain '..' segments")
     if protocol not in STORE_PROTOCOLS:
         allowed = ", ".join(f"{p}://" for p in STORE_PROTOCOLS)
         raise ValueError(
             f"{url!r} has the protocol {protocol!r}, which is not supported; use a local path or one of {allowed}"
         )
-    if protocol != "file" and ".." in url.split("://", 1)[1].split("/"):
-        raise ValueError(f"{url!r} must not contain '..' segments")
     package = STORE_PROTOCOLS[protocol]
     if package and importlib.util.find_spec(package) is None:
         extra = " (pip install 'resumable-runner[s3]')" if package == "s3fs" else ""

@@ -57,6 +57,8 @@ BAD_SPECS = [
     ("zero gpus", {"name": "j", "resources": {"gpus": 0}}, [("resources.gpus", "greater than or equal to 1")]),
     ("ftp store", {"name": "j", "store": "ftp://host/runs"}, [("store", "protocol 'ftp', which is not supported")]),
     ("empty store", {"name": "j", "store": " "}, [("store", "must not be empty")]),
+    ("credentials in store", {"name": "j", "store": "s3://key:secret@bucket/runs"}, [("store", "credentials come from the environment")]),
+    ("options in store", {"name": "j", "store": "gs://bucket/runs?token=abc"}, [("store", "must not carry credentials")]),
     ("climbing gs store", {"name": "j", "store": "gs://bucket/../other"}, [("store", "'..' segments")]),
     (
         "several problems at once",
