@@ -1,0 +1,86 @@
+"""Key names under `STORE/JOB/` (DESIGN §5). Pure: no I/O, so the layout is tested alone.
+
+Every key is built here from validated parts, and every key read back from a listing is parsed
+here, so a name from the store can never climb out of the job's prefix.
+"""
+
+from __future__ import annotations
+
+import re
+
+JOB_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+CHECKPOINT = re.compile(r"^step-(\d{9})\.(pt|json)$")
+LEASE = re.compile(r"^(\d{9})\.json$")
+
+
+class UnsafeName(ValueError):
+    """A name from a spec or the store that would escape its place in the layout."""
+
+
+def check_job(job: str) -> str:
+    if not JOB_NAME.fullmatch(job) or ".." in job:
+        raise UnsafeName(f"job name {job!r} is not a safe store key")
+    return job
+
+
+def check_relative(path: str) -> str:
+    """A relative path inside a job: no absolute paths, no '..', no empty segments."""
+    parts = path.split("/")
+    if not path or path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts):
+        raise UnsafeName(f"path {path!r} is not a safe relative store path")
+    return path
+
+
+def job_key(job: str, relative: str = "") -> str:
+    check_job(job)
+    return f"{job}/{check_relative(relative)}" if relative else job
+
+
+def spec_key(job: str) -> str:
+    return job_key(job, "spec.yaml")
+
+
+def state_key(job: str) -> str:
+    return job_key(job, "state.json")
+
+
+def lease_key(job: str, number: int) -> str:
+    return job_key(job, f"lease/{number:09d}.json")
+
+
+def lease_prefix(job: str) -> str:
+    return job_key(job, "lease")
+
+
+def checkpoint_prefix(job: str) -> str:
+    return job_key(job, "checkpoints")
+
+
+def checkpoint_key(job: str, step: int) -> str:
+    return job_key(job, f"checkpoints/step-{step:09d}.pt")
+
+
+def manifest_key(job: str, step: int) -> str:
+    return job_key(job, f"checkpoints/step-{step:09d}.json")
+
+
+def weights_key(job: str, name: str) -> str:
+    return job_key(job, f"weights/{check_relative(name)}")
+
+
+def log_key(job: str, session: str, name: str) -> str:
+    if not SESSION_ID.fullmatch(session):
+        raise UnsafeName(f"session id {session!r} is not a safe store key")
+    return job_key(job, f"logs/{session}/{check_relative(name)}")
+
+
+def parse_checkpoint_name(name: str) -> tuple[int, str] | None:
+    """(step, 'pt' or 'json') for a checkpoint file name; None for anything else."""
+    match = CHECKPOINT.match(name)
+    return (int(match.group(1)), match.group(2)) if match else None
+
+
+def parse_lease_name(name: str) -> int | None:
+    match = LEASE.match(name)
+    return int(match.group(1)) if match else None

@@ -1,0 +1,95 @@
+"""Pure store logic: key layout, checkpoint choice and retention, lease decisions, deadline."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from runner import layout
+from runner.checkpoints import RemoteManifest, restore_candidates, to_delete
+from runner.deadline import boot_time, deadline, session_start
+from runner.lease import Lease, decide_acquire, next_number, prunable
+
+
+def test_keys_are_under_the_job() -> None:
+    assert layout.spec_key("demo") == "demo/spec.yaml"
+    assert layout.checkpoint_key("demo", 1234) == "demo/checkpoints/step-000001234.pt"
+    assert layout.manifest_key("demo", 1234) == "demo/checkpoints/step-000001234.json"
+    assert layout.lease_key("demo", 42) == "demo/lease/000000042.json"
+    assert layout.log_key("demo", "s-1", "trainer.log") == "demo/logs/s-1/trainer.log"
+    assert layout.weights_key("demo", "best-evalai.pt") == "demo/weights/best-evalai.pt"
+
+
+@pytest.mark.parametrize("call", [
+    lambda: layout.spec_key("../x"),
+    lambda: layout.spec_key("a/b"),
+    lambda: layout.spec_key("a..b"),
+    lambda: layout.weights_key("demo", "../../etc/passwd"),
+    lambda: layout.weights_key("demo", "/abs"),
+    lambda: layout.log_key("demo", "..", "x"),
+    lambda: layout.log_key("demo", "s", "a//b"),
+])
+def test_unsafe_names_are_refused(call) -> None:
+    with pytest.raises(layout.UnsafeName):
+        call()
+
+
+def test_names_from_listings_are_parsed_strictly() -> None:
+    assert layout.parse_checkpoint_name("step-000000012.pt") == (12, "pt")
+    assert layout.parse_checkpoint_name("step-000000012.json") == (12, "json")
+    assert layout.parse_checkpoint_name("step-12.pt") is None
+    assert layout.parse_checkpoint_name(".step-000000012.pt.tmp") is None
+    assert layout.parse_lease_name("000000042.json") == 42
+    assert layout.parse_lease_name("42.json") is None
+
+
+def manifest(step: int, token: int) -> RemoteManifest:
+    return RemoteManifest(step=step, epoch=0, position=0, size=1, sha256="x", token=token, written_at=0.0)
+
+
+def test_restore_orders_by_token_then_step() -> None:
+    stale_late = manifest(step=900, token=3)  # the old owner's late upload
+    owner = [manifest(step=800, token=4), manifest(step=850, token=4)]
+    assert [m.step for m in restore_candidates([stale_late, *owner])] == [850, 800, 900]
+
+
+def test_retention_keeps_newest_and_best() -> None:
+    ms = [manifest(step=s, token=1) for s in (10, 20, 30, 40, 50)]
+    assert [m.step for m in to_delete(ms, keep_last=2, keep_steps=[20])] == [30, 10]
+
+
+def test_lease_decisions() -> None:
+    now = 1000.0
+    held = Lease(number=7, owner="colab-a", host="vm-a", expires_at=now + 120)
+    refused = decide_acquire(held, "colab-b", now, take_over=False)
+    assert not refused.allowed and refused.wait_s == 120
+    assert "colab-a on vm-a" in refused.message and "--take-over" in refused.message
+    assert decide_acquire(held, "colab-b", now, take_over=True).allowed
+    assert decide_acquire(held, "colab-a", now, take_over=False).allowed
+    expired = Lease(number=7, owner="colab-a", host="vm-a", expires_at=now - 5)
+    assert decide_acquire(expired, "colab-b", now, take_over=False).allowed
+    assert decide_acquire(None, "colab-b", now, take_over=False).allowed
+    assert next_number(None) == 1 and next_number(held) == 8
+    assert prunable([1, 2, 3, 4, 5], keep=3) == [1, 2] and prunable([1, 2], keep=3) == []
+
+
+def test_deadline() -> None:
+    start = datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc)
+    assert deadline(start, 12, 15) == datetime(2026, 11, 25, 19, 45, tzinfo=timezone.utc)
+    assert deadline(start, None, 15) is None
+
+
+def test_session_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stat = tmp_path / "stat"
+    stat.write_text("cpu 1 2 3\nbtime 1764057600\nprocesses 5\n")
+    assert boot_time(stat) == datetime.fromtimestamp(1764057600, tz=timezone.utc)
+    now = datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)
+    for name in ("COLAB_RELEASE_TAG", "COLAB_GPU", "COLAB_BACKEND_VERSION"):
+        monkeypatch.delenv(name, raising=False)
+    assert session_start("auto", now) == now
+    fixed = datetime(2026, 11, 25, 7, 0)
+    assert session_start(fixed, now) == fixed.replace(tzinfo=timezone.utc)
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release")
+    assert session_start("auto", now) == boot_time()
