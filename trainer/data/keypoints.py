@@ -29,6 +29,8 @@ NUM_KEYPOINTS = 57
 VISIBLE = 1.0
 INVISIBLE = 0.0
 UNKNOWN = -1.0
+VISIBILITY_MARGIN_PX = 3.0
+"""How far outside the image (px) a point still counts as visible: about one heatmap sigma."""
 
 _TABLE_PATH = Path(__file__).with_name("keypoints57.tsv")
 _IGNORED_CLASSES = frozenset({"Line unknown", "Goal unknown"})
@@ -642,7 +644,7 @@ def _apply_homography(homography: np.ndarray, world_xy: np.ndarray) -> tuple[np.
 
 
 def derive_keypoints_with_sources(
-    annotation: dict, width: int, height: int, *, margin: float = 3.0, resolve_ambiguity: bool = True
+    annotation: dict, width: int, height: int, *, margin: float = VISIBILITY_MARGIN_PX, resolve_ambiguity: bool = True
 ) -> tuple[np.ndarray, list[str]]:
     """derive_keypoints, plus which method placed each point; the split shows where errors come from."""
     lines = _annotation_points(annotation, width, height)
@@ -699,7 +701,7 @@ def derive_keypoints_with_sources(
 
 
 def derive_keypoints(
-    annotation: dict, width: int, height: int, *, margin: float = 3.0, resolve_ambiguity: bool = True
+    annotation: dict, width: int, height: int, *, margin: float = VISIBILITY_MARGIN_PX, resolve_ambiguity: bool = True
 ) -> np.ndarray:
     """The 57 keypoints of one SoccerNet annotation, as float32 (57, 3): x, y in pixels, state.
 

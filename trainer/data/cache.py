@@ -1,0 +1,128 @@
+"""The keypoint cache: derive the 57 keypoints once per dataset, so epochs only decode images.
+
+One ``.npz`` file beside the frames maps the sha1 of each annotation file's bytes to its
+keypoints. The file as a whole is valid for one ``KEYPOINTS_VERSION`` and one derivation size;
+a frame whose annotation changed (new sha1) is derived again, the rest are reused. Keypoints are
+derived at the native frame size and scaled to the input size by the transforms.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from trainer.data.keypoints import KEYPOINTS_VERSION, NUM_KEYPOINTS, derive_keypoints
+from trainer.data.soccernet import NATIVE_SIZE, SplitData
+
+log = logging.getLogger(__name__)
+
+CACHE_NAME = ".keypoints-cache.npz"
+_PROGRESS_EVERY = 2000  # about 20 s of derivation: the full train split takes minutes, once
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """What a load did; ``derived`` is 0 when every frame came from the cache."""
+
+    path: Path
+    reused: int
+    derived: int
+    written: bool
+
+
+def _read_cache(path: Path, size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """sha1 -> keypoints from a cache file, or {} when it is absent, stale or unreadable."""
+    if not path.is_file():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            version = str(data["version"])
+            cached_size = tuple(int(v) for v in data["size"])
+            sha1s = data["sha1"]
+            keypoints = data["keypoints"]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        log.warning("keypoint cache %s is unreadable (%s): rebuilding it", path, error)
+        return {}
+    if version != KEYPOINTS_VERSION or cached_size != size:
+        log.info(
+            "keypoint cache %s is for version %s at %s, need %s at %s: rebuilding it",
+            path,
+            version,
+            cached_size,
+            KEYPOINTS_VERSION,
+            size,
+        )
+        return {}
+    if keypoints.shape != (len(sha1s), NUM_KEYPOINTS, 3):
+        log.warning("keypoint cache %s has keypoints of shape %s: rebuilding it", path, keypoints.shape)
+        return {}
+    return {str(sha1): kps for sha1, kps in zip(sha1s, keypoints)}
+
+
+def _write_cache(path: Path, sha1s: list[str], keypoints: np.ndarray, size: tuple[int, int]) -> bool:
+    """Write to a temporary file and rename: readers never see half a cache.
+
+    A read-only data folder is not an error: training goes on with the keypoints in memory.
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".tmp")
+    except OSError as error:
+        log.warning("cannot write keypoint cache %s (%s): keypoints will be derived again next run", path, error)
+        return False
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(
+                f,
+                version=np.array(KEYPOINTS_VERSION),
+                size=np.array(size, dtype=np.int64),
+                sha1=np.array(sha1s, dtype="U40"),
+                keypoints=keypoints.astype(np.float32, copy=False),
+            )
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        log.warning("cannot write keypoint cache %s (%s): keypoints will be derived again next run", path, error)
+        Path(tmp).unlink(missing_ok=True)
+        return False
+    return True
+
+
+def load_keypoints(
+    split: SplitData,
+    *,
+    size: tuple[int, int] = NATIVE_SIZE,
+    cache_path: Path | None = None,
+) -> tuple[np.ndarray, CacheStats]:
+    """Keypoints (N, 57, 3) float32 for ``split.frames`` in order, in pixels of a ``size`` image.
+
+    Frames whose annotation is in the cache are reused; the others are derived and the cache is
+    rewritten, keeping only the current frames' entries.
+    """
+    path = cache_path if cache_path is not None else split.root / CACHE_NAME
+    cached = _read_cache(path, size)
+    width, height = size
+    out = np.empty((len(split.frames), NUM_KEYPOINTS, 3), dtype=np.float32)
+    derived = 0
+    for i, frame in enumerate(split.frames):
+        hit = cached.get(frame.annotation_sha1)
+        if hit is None:
+            hit = derive_keypoints(frame.annotation, width, height)
+            derived += 1
+            if derived % _PROGRESS_EVERY == 0:
+                log.info("deriving keypoints in %s: %d frames done", split.root, derived)
+        out[i] = hit
+    sha1s = [frame.annotation_sha1 for frame in split.frames]
+    stale = set(cached) != set(sha1s)
+    written = False
+    if derived or stale:
+        written = _write_cache(path, sha1s, out, size)
+    if derived:
+        log.info("derived keypoints for %d of %d frames in %s", derived, len(out), split.root)
+    return out, CacheStats(path=path, reused=len(out) - derived, derived=derived, written=written)
