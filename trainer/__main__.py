@@ -1,43 +1,22 @@
 """`python -m trainer`: the trainer's command line.
 
-One argparse sub-command per job (synth, keypoints now; train, calibrate, score later), so the
-runner starts every part of the trainer the same way and each part stays testable alone.
+One argparse sub-command per job (synth, keypoints, prepare, train, ...), so the runner starts
+every part of the trainer the same way and each part stays testable alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
-from trainer.data.keypoints import INVISIBLE, UNKNOWN, VISIBLE, derive_keypoints, keypoints_to_json
+from trainer.data.cache import load_keypoints
+from trainer.data.keypoints import INVISIBLE, UNKNOWN, VISIBLE, keypoints_to_json
+from trainer.data.prepare import DataNotFound, prepare
+from trainer.data.soccernet import DownloadError, read_split
 from trainer.data.synthetic import generate
-
-
-def iter_annotations(directory: Path) -> Iterator[tuple[str, dict | None]]:
-    """(stem, annotation) per SoccerNet frame JSON (``NNNNN.json``) in name order.
-
-    An unreadable or malformed file yields None after a warning on stderr, so one bad file among
-    thousands is counted rather than ending the run.
-    """
-    for path in sorted(Path(directory).glob("*.json")):
-        if not path.stem.isdigit():
-            continue
-        try:
-            annotation = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            print(f"warning: skipping {path}: {error}", file=sys.stderr)
-            yield path.stem, None
-            continue
-        if not isinstance(annotation, dict):
-            print(f"warning: skipping {path}: not a JSON object", file=sys.stderr)
-            yield path.stem, None
-            continue
-        yield path.stem, annotation
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -49,24 +28,31 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _keypoints(args: argparse.Namespace) -> int:
-    counts = {VISIBLE: 0, INVISIBLE: 0, UNKNOWN: 0}
-    frames = skipped = 0
+    split = read_split(args.dir)
+    keypoints, stats = load_keypoints(split, size=(args.width, args.height))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as sink:
-        for stem, annotation in iter_annotations(Path(args.dir)):
-            if annotation is None:
-                skipped += 1
-                continue
-            kps = derive_keypoints(annotation, args.width, args.height)
-            for state, n in zip(*np.unique(kps[:, 2], return_counts=True)):
-                counts[float(state)] += int(n)
-            sink.write(json.dumps({"frame": stem, "keypoints": keypoints_to_json(kps)}) + "\n")
-            frames += 1
+        for frame, kps in zip(split.frames, keypoints):
+            sink.write(json.dumps({"frame": frame.frame_id, "keypoints": keypoints_to_json(kps)}) + "\n")
+    states = keypoints[..., 2]
     print(
-        f"keypoints: {frames} frames ({skipped} skipped), visible {counts[VISIBLE]}, "
-        f"invisible {counts[INVISIBLE]}, unknown {counts[UNKNOWN]} -> {out}"
+        f"keypoints: {len(split.frames)} frames ({split.skipped.frames_skipped} skipped, "
+        f"{split.skipped.lines_skipped} lines dropped; {stats.reused} from cache), visible "
+        f"{int((states == VISIBLE).sum())}, invisible {int((states == INVISIBLE).sum())}, "
+        f"unknown {int((states == UNKNOWN).sum())} -> {out}"
     )
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    try:
+        dirs = prepare(args.source, args.root, args.train_split, args.valid_split,
+                       frames=args.frames, valid_frames=args.valid_frames, seed=args.seed)
+    except (DataNotFound, DownloadError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps({name: str(path) for name, path in dirs.items()}))
     return 0
 
 
@@ -95,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     keypoints.add_argument("--height", type=int, default=540)
     keypoints.set_defaults(run=_keypoints)
 
+    prep = commands.add_parser("prepare", help="make a job's data ready: render, download or check it")
+    prep.add_argument("--source", choices=["soccernet", "synthetic", "path"], required=True)
+    prep.add_argument("--root", type=Path, required=True)
+    prep.add_argument("--train-split", default="train")
+    prep.add_argument("--valid-split", default="valid")
+    prep.add_argument("--frames", type=int, default=0, help="synthetic: train frames")
+    prep.add_argument("--valid-frames", type=int, default=0, help="synthetic: valid frames")
+    prep.add_argument("--seed", type=int, default=0)
+    prep.set_defaults(run=_prepare)
+
     train = commands.add_parser("train", help="train the keypoint model (the runner's attempt contract)")
     train.add_argument("--config", type=Path, required=True, help="resolved attempt config (YAML)")
     train.add_argument("--workdir", type=Path, required=True, help="where checkpoints, events and logs go")
@@ -104,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.INFO)
     args = build_parser().parse_args(argv)
     return args.run(args)
 
