@@ -17,6 +17,7 @@ from trainer.data.keypoints import INVISIBLE, UNKNOWN, VISIBLE, keypoints_to_jso
 from trainer.data.prepare import DataNotFound, prepare
 from trainer.data.soccernet import DownloadError, read_split
 from trainer.data.synthetic import generate
+from trainer.scoring import calibrate_add_arguments, calibrate_run, score_add_arguments, score_run
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -90,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--valid-frames", type=int, default=0, help="synthetic: valid frames")
     prep.add_argument("--seed", type=int, default=0)
     prep.set_defaults(run=_prepare)
+
+    calibrate = commands.add_parser("calibrate", help="estimate cameras (SoccerNet JSON) from keypoints")
+    calibrate_add_arguments(calibrate)
+    calibrate.set_defaults(run=calibrate_run)
+
+    score = commands.add_parser("score", help="score camera predictions against annotations (challenge metric)")
+    score_add_arguments(score)
+    score.set_defaults(run=score_run)
 
     train = commands.add_parser("train", help="train the keypoint model (the runner's attempt contract)")
     train.add_argument("--config", type=Path, required=True, help="resolved attempt config (YAML)")

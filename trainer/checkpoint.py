@@ -104,6 +104,13 @@ def write_checkpoint(directory: Path, state: Mapping[str, Any], step: int, epoch
     return path
 
 
+def write_weights(path: Path, state_dict: Mapping[str, Any]) -> None:
+    """Model weights alone (for export and inference), written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    snapshot = to_cpu(state_dict)
+    _write_atomic(path, lambda f: torch.save(snapshot, f))
+
+
 def list_checkpoints(directory: Path) -> list[Path]:
     """Checkpoints with a manifest, oldest first; a data file without one does not count."""
     if not directory.is_dir():

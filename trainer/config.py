@@ -58,12 +58,17 @@ class CheckpointConfig(_Section):
     keep_last: int = Field(3, ge=1)
 
 
+class LoggingConfig(_Section):
+    progress_every_seconds: float = Field(10.0, ge=0)
+
+
 class TrainerConfig(_Section):
     model: ModelConfig = ModelConfig()
     data: DataConfig
     rung: RungConfig
     train: OptimConfig = OptimConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
+    logging: LoggingConfig = LoggingConfig()
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ while the trainer writes it and a kill -9 loses at most the line being written.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -15,16 +16,20 @@ KINDS = frozenset({"start", "progress", "epoch", "checkpoint", "oom", "done", "e
 
 
 class EventLog:
+    """Thread-safe: the checkpoint writer thread reports through the same log."""
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
 
     def emit(self, kind: str, **fields: Any) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown event kind {kind!r}")
-        record = {"t": time.time(), "kind": kind, **fields}
-        self._file.write(json.dumps(record, default=str) + "\n")
-        self._file.flush()
+        line = json.dumps({"t": time.time(), "kind": kind, **fields}, default=str) + "\n"
+        with self._lock:
+            self._file.write(line)
+            self._file.flush()
 
     def close(self) -> None:
         self._file.close()

@@ -1,0 +1,115 @@
+"""The argus model: network, Adam, heatmap loss, and a train step with AMP and accumulation.
+
+argus 1.1 has no AMP and no gradient accumulation, so `train_step` is ours; everything else
+(building the parts from params, the engine, callbacks, metrics) is argus's.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import argus
+import torch
+from argus.engine import State
+from torch import Tensor, nn
+
+from trainer.loss import heatmap_loss
+from trainer.model.heads import KeypointNet
+
+FAULT_OOM_ABOVE = "TRAINER_FAULT_OOM_ABOVE"
+FAULT_CRASH_AT_STEP = "TRAINER_FAULT_CRASH_AT_STEP"
+
+
+class HeatmapLoss(nn.Module):
+    def __init__(self, stride: int = 2, sigma: float = 3.0) -> None:
+        super().__init__()
+        self.stride = stride
+        self.sigma = sigma
+
+    def forward(self, logits: Tensor, keypoints: Tensor) -> Tensor:
+        return heatmap_loss(logits, keypoints, self.stride, self.sigma)
+
+
+class ToProbabilities:
+    """Softmax over the 58 channels, in float32 whatever precision the forward pass used."""
+
+    def __call__(self, logits: Tensor) -> Tensor:
+        return torch.softmax(logits.float(), dim=1)
+
+
+@dataclass
+class Position:
+    """Where training stands: what a checkpoint must restore to continue at the exact sample."""
+
+    epoch: int = 0
+    samples: int = 0  # samples of this epoch already consumed (its position in the sampler's order)
+    step: int = 0  # optimizer steps since the start of the job
+    pending: int = 0  # micro-batches accumulated since the last optimizer step
+
+
+class HeatmapModel(argus.Model):
+    nn_module = KeypointNet
+    optimizer = torch.optim.Adam
+    loss = HeatmapLoss
+    prediction_transform = ToProbabilities
+
+    def setup(self, amp: bool, accumulation: int) -> None:
+        """Training settings argus does not know: AMP and gradient accumulation."""
+        self.amp = amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.accumulation = accumulation
+        self.position = Position()
+        self.epoch_end = 0  # the sample position after the epoch's last batch; set per epoch
+
+    def _inputs(self, batch: dict) -> tuple[Tensor, Tensor]:
+        images = batch["image"].to(self.device, non_blocking=True).float().div_(255.0)
+        return images, batch["keypoints"].to(self.device, non_blocking=True)
+
+    def _inject_faults(self, images: Tensor) -> None:
+        """Test-only faults of the runner contract (DESIGN §4); inert unless the variable is set."""
+        limit = os.environ.get(FAULT_OOM_ABOVE)
+        if limit:
+            b, _, h, w = images.shape
+            load = b * h * w / (2 if self.nn_module.backbone.stage2.activation_checkpointing else 1)
+            if load > int(limit):
+                raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected: {load:g} > {limit})")
+        crash = os.environ.get(FAULT_CRASH_AT_STEP)
+        if crash and self.position.step == int(crash):
+            raise RuntimeError(f"injected crash at step {crash}")
+
+    def at_step_boundary(self) -> bool:
+        return self.position.pending == 0
+
+    def train_step(self, batch: dict, state: State) -> dict:
+        self.train()
+        images, keypoints = self._inputs(batch)
+        self._inject_faults(images)
+        with torch.autocast(self.device.type, enabled=self.amp):
+            logits = self.nn_module(images)
+        loss = self.loss(logits, keypoints)
+        self.scaler.scale(loss / self.accumulation).backward()
+        position = self.position
+        position.pending += 1
+        position.samples += images.shape[0]
+        if position.pending >= self.accumulation or position.samples >= self.epoch_end:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            position.step += 1
+            position.pending = 0
+        return {"prediction": None, "target": keypoints, "loss": loss.item(), "batch_size": images.shape[0]}
+
+    def val_step(self, batch: dict, state: State) -> dict:
+        self.eval()
+        with torch.no_grad():
+            images, keypoints = self._inputs(batch)
+            with torch.autocast(self.device.type, enabled=self.amp):
+                logits = self.nn_module(images)
+            loss = self.loss(logits, keypoints)
+        return {
+            "prediction": self.prediction_transform(logits),
+            "target": keypoints,
+            "loss": loss.item(),
+            "index": batch["index"],
+        }

@@ -1,0 +1,282 @@
+"""`python -m trainer train`: one attempt of training, honouring the runner contract (DESIGN §4).
+
+Writes checkpoints, events.jsonl, trainer.log, TensorBoard scalars and weights in WORK; exits 0
+when training is finished, 75 on CUDA out of memory, 76 when stopped on request after saving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import operator
+import os
+import random
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+from argus.engine import Engine, Events, State
+from argus.metrics.metric import attach_metrics
+from torch.utils.tensorboard import SummaryWriter
+
+from trainer.callbacks import EpochLoss, Progress, ResumableEarlyStopping, ResumableReduceLROnPlateau
+from trainer.checkpoint import BackgroundWriter, load_checkpoint, write_weights
+from trainer.config import TrainerConfig
+from trainer.data.loader import build_dataset, make_loader
+from trainer.events import EventLog
+from trainer.model.metamodel import HeatmapModel
+from trainer.process import EXIT_DONE, EXIT_OOM, EXIT_STOPPED, StopFlag, StopRequested, is_out_of_memory
+from trainer.training_state import capture, restore
+from trainer.validation import ValidationMetrics
+
+log = logging.getLogger("trainer")
+
+# Best weights kept in WORK/weights: metric -> (file, which direction is better).
+BEST = {"val_evalai": ("best-evalai.pt", operator.gt), "val_loss": ("best-val-loss.pt", operator.lt)}
+
+
+def _setup_logging(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    handlers: list[logging.Handler] = [logging.FileHandler(path), logging.StreamHandler()]
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False  # these handlers are the trainer's whole output
+    # argus logs every exception an engine sees; a stop request is control flow, not an error.
+    log.addFilter(lambda record: not (record.exc_info and isinstance(record.exc_info[1], StopRequested)))
+
+
+def _device(choice: str) -> torch.device:
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is visible")
+    return torch.device(choice)
+
+
+def _seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+class Trainer:
+    """Wires data, model and argus engines for one attempt; owns checkpoint and stop policy."""
+
+    def __init__(self, config: TrainerConfig, workdir: Path, events: EventLog, stop: StopFlag) -> None:
+        self.config = config
+        self.workdir = workdir
+        self.events = events
+        self.stop = stop
+        train = config.train
+        _seed_everything(train.seed, train.deterministic)
+        self.device = _device(train.device)
+        rung = config.rung
+
+        self.train_set = build_dataset(config.data.train_dir, rung.input_size, train=True, seed=train.seed)
+        self.valid_set = build_dataset(config.data.valid_dir, rung.input_size, train=False, seed=train.seed)
+        if len(self.train_set) < rung.batch_size:
+            raise RuntimeError(f"{len(self.train_set)} training frames are fewer than one batch of {rung.batch_size}")
+        loader_args = {"seed": train.seed, "num_workers": config.data.num_workers, "device": self.device}
+        self.train_loader = make_loader(self.train_set, batch_size=rung.batch_size, train=True, **loader_args)
+        self.valid_loader = make_loader(self.valid_set, batch_size=rung.batch_size, train=False, **loader_args)
+
+        self.model = HeatmapModel({
+            "nn_module": {"arch": config.model.arch},
+            "optimizer": {"lr": train.lr},
+            "loss": {"stride": train.stride, "sigma": train.sigma},
+            "device": str(self.device),
+        })
+        self.model.logger = log
+        self.model.setup(amp=train.amp, accumulation=rung.accumulation)
+        net = self.model.nn_module
+        if config.model.pretrained:
+            report = net.load_pretrained_backbone(config.model.pretrained)
+            log.info("pretrained backbone %s: %d tensors loaded, %d missing, %d unexpected, %d mismatched",
+                     config.model.pretrained, report.loaded, len(report.missing), len(report.unexpected),
+                     len(report.mismatched))
+        net.set_activation_checkpointing(rung.activation_checkpointing)
+        if train.compile:
+            self.model.nn_module = torch.compile(net)
+        log.info("model %s: %.2f M parameters on %s; rung: batch %d, input %s, accumulation %d%s",
+                 config.model.arch, sum(p.numel() for p in net.parameters()) / 1e6, self.device,
+                 rung.batch_size, list(rung.input_size), rung.accumulation,
+                 ", activation checkpointing" if rung.activation_checkpointing else "")
+
+        self.callbacks = {
+            "early_stopping": ResumableEarlyStopping(monitor="val_loss", patience=train.early_stopping_epochs),
+            "reduce_lr": ResumableReduceLROnPlateau(
+                monitor="val_loss", factor=train.reduce_lr_factor, patience=train.reduce_lr_patience),
+        }
+        self.best: dict[str, dict[str, float]] = {}
+        self.finished: str | None = None
+        self.writer = BackgroundWriter(workdir / "checkpoints", config.checkpoint.keep_last)
+        self.tensorboard = SummaryWriter(str(workdir / "tensorboard"))
+        self.resume_samples = 0
+        self.last_checkpoint = time.monotonic()
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def resume_from(self, path: Path) -> None:
+        state, manifest = load_checkpoint(path)
+        self.best, self.finished = restore(self.model, self.callbacks, state)
+        self.resume_samples = self.model.position.samples
+        log.info("resumed from %s: epoch %d, sample %d, step %d", path.name, self.model.position.epoch,
+                 self.resume_samples, self.model.position.step)
+
+    def save_checkpoint(self, metrics: dict[str, float], wait: bool = False) -> None:
+        position = self.model.position
+        state = capture(self.model, self.callbacks, self.best, self.finished)
+        self.writer.save(state, position.step, position.epoch, position.samples, metrics,
+                         on_written=lambda path, step: self.events.emit("checkpoint", path=str(path), step=step))
+        self.last_checkpoint = time.monotonic()
+        if wait:
+            self.writer.wait()
+
+    # -- engine event handlers -----------------------------------------------------------------
+
+    def on_epoch_start(self, state: State) -> None:
+        start, self.resume_samples = self.resume_samples, 0
+        self.train_loader.sampler.set_epoch(state.epoch, start)
+        self.model.position.epoch, self.model.position.samples = state.epoch, start
+        self.model.epoch_end = start + len(self.train_loader) * self.config.rung.batch_size
+
+    def on_iteration_complete(self, state: State) -> None:
+        model = self.model
+        if not model.at_step_boundary() or model.position.samples >= model.epoch_end:
+            return  # mid-accumulation, or the epoch's end, which has its own checkpoint
+        if self.stop:
+            self.save_checkpoint({}, wait=True)
+            raise StopRequested(self.stop.reason)
+        if time.monotonic() - self.last_checkpoint >= self.config.checkpoint.every_minutes * 60:
+            self.save_checkpoint({})
+
+    def on_epoch_complete(self, state: State) -> None:
+        """After validation and the LR/early-stopping callbacks: bests, logs, checkpoint."""
+        metrics = {k: float(v) for k, v in state.metrics.items()}
+        position = self.model.position
+        for name, (filename, better) in BEST.items():
+            value = metrics.get(name)
+            if value is None or not math.isfinite(value):
+                continue
+            previous = self.best.get(name)
+            if previous is None or better(value, previous["value"]):
+                self.best[name] = {"value": value, "epoch": float(position.epoch), "step": float(position.step)}
+                write_weights(self.workdir / "weights" / filename, self.model.nn_module.state_dict())
+        lr = self.model.optimizer.param_groups[0]["lr"]
+        for name, value in {**metrics, "lr": lr}.items():
+            self.tensorboard.add_scalar(name, value, position.epoch + 1)
+        self.tensorboard.flush()
+        log.info("epoch %d/%d done: %s, lr %.3g", position.epoch + 1, self.config.train.max_epochs,
+                 ", ".join(f"{k} {v:.5g}" for k, v in sorted(metrics.items())), lr)
+        self.events.emit("epoch", epoch=position.epoch, step=position.step, metrics=metrics, lr=lr)
+
+        if state.stopped:
+            self.finished = "early_stopping"
+        elif position.epoch + 1 >= self.config.train.max_epochs:
+            self.finished = "max_epochs"
+        position.epoch, position.samples = position.epoch + 1, 0
+        due = position.epoch % self.config.checkpoint.every_epochs == 0
+        if due or self.finished or self.stop:
+            self.save_checkpoint(metrics, wait=bool(self.stop))
+        if self.stop and not self.finished:
+            raise StopRequested(self.stop.reason)
+
+    # -- the run ----------------------------------------------------------------------------------
+
+    def _validation_engine(self) -> Engine:
+        engine = Engine(self.model.val_step)
+        attach_metrics(engine, [EpochLoss(), ValidationMetrics(self.valid_set, self.config)])
+        return engine
+
+    def run(self) -> str:
+        """Train to the end; returns why it finished (max_epochs or early_stopping)."""
+        if self.finished is None:
+            validation = self._validation_engine()
+            engine = Engine(self.model.train_step)
+            attach_metrics(engine, [EpochLoss()])
+            engine.add_event_handler(Events.EPOCH_START, self.on_epoch_start)
+            rung = self.config.rung
+            Progress(self.events, self.config.logging.progress_every_seconds, self.config.train.max_epochs,
+                     len(self.train_set) // rung.batch_size * rung.batch_size,
+                     rung.batch_size * rung.accumulation).attach(engine)
+            engine.add_event_handler(Events.ITERATION_COMPLETE, self.on_iteration_complete)
+
+            def validate(state: State) -> None:
+                state.metrics.update(validation.run(self.valid_loader, state.epoch, state.epoch + 1).metrics)
+
+            engine.add_event_handler(Events.EPOCH_COMPLETE, validate)
+            for callback in self.callbacks.values():
+                callback.attach(engine)
+            engine.add_event_handler(Events.EPOCH_COMPLETE, self.on_epoch_complete)
+            self.events.emit("start", epoch=self.model.position.epoch, step=self.model.position.step,
+                             samples=self.model.position.samples, rung=self.config.rung.model_dump(mode="json"),
+                             device=str(self.device), pid=os.getpid())
+            engine.run(self.train_loader, self.model.position.epoch, self.config.train.max_epochs)
+            self.finished = self.finished or "max_epochs"
+        self.writer.wait()
+        write_weights(self.workdir / "weights" / "final.pt", self.model.nn_module.state_dict())
+        return self.finished
+
+    def close(self) -> None:
+        self.writer.wait()
+        self.tensorboard.close()
+
+
+def run_training(config_path: Path, workdir: Path, resume: Path | None) -> int:
+    """The whole attempt, mapped onto the contract's exit codes.
+
+    Every path drains the checkpoint writer before its final event, so `done`, `oom` or
+    `error` is always the last line of events.jsonl.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    _setup_logging(workdir / "trainer.log")
+    events = EventLog(workdir / "events.jsonl")
+    stop = StopFlag()
+    stop.install()
+    trainer: Trainer | None = None
+    try:
+        config = TrainerConfig.load(config_path)
+        trainer = Trainer(config, workdir, events, stop)
+        if resume is not None:
+            trainer.resume_from(resume)
+        reason = trainer.run()
+        log.info("training finished: %s", reason)
+        events.emit("done", reason=reason, step=trainer.model.position.step)
+        return EXIT_DONE
+    except StopRequested as request:
+        log.info("stopped on %s after a checkpoint at step %d", request, trainer.model.position.step)
+        events.emit("done", reason="stopped", signal=str(request), step=trainer.model.position.step)
+        return EXIT_STOPPED
+    except BaseException as error:
+        if trainer is not None:
+            trainer.writer.wait()  # snapshots taken before the failure are still good
+        if is_out_of_memory(error):
+            rung = trainer.config.rung.model_dump(mode="json") if trainer else None
+            log.error("CUDA out of memory on rung %s: %s", rung, error)
+            trainer = None  # drop the model and optimizer before freeing the cache
+            torch.cuda.empty_cache()
+            events.emit("oom", rung=rung, message=str(error)[:500])
+            return EXIT_OOM
+        tail = traceback.format_exc().strip().splitlines()[-8:]
+        events.emit("error", message=f"{type(error).__name__}: {error}", traceback=tail)
+        raise
+    finally:
+        if trainer is not None:
+            trainer.close()
+        events.close()
+
+
+def main(args: argparse.Namespace) -> int:
+    return run_training(args.config, args.workdir, args.resume)

@@ -1,0 +1,56 @@
+"""Validation metrics as one argus Metric: keypoint accuracy and the challenge's EvalAI score.
+
+Predictions are gathered over the whole validation epoch and scored once at its end, because
+the EvalAI score needs a camera per frame (estimated in a process pool) and the frame's
+annotation, not per-batch averages.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from argus.engine import State
+from argus.metrics.metric import Metric
+
+from trainer.config import TrainerConfig
+from trainer.data.loader import KeypointDataset
+from trainer.data.soccernet import NATIVE_SIZE
+from trainer.data.transforms import scale_keypoints
+from trainer.metrics import evalai_score, keypoint_metrics, keypoints_from_heatmaps
+
+
+class ValidationMetrics(Metric):
+    name = "evalai"
+    better = "max"
+
+    def __init__(self, dataset: KeypointDataset, config: TrainerConfig) -> None:
+        super().__init__()
+        self.dataset = dataset
+        self.stride = config.train.stride
+        self.input_size = tuple(config.rung.input_size)
+        self.predicted: dict[int, np.ndarray] = {}
+        self.targets: dict[int, np.ndarray] = {}
+
+    def reset(self) -> None:
+        self.predicted, self.targets = {}, {}
+
+    def update(self, step_output: dict) -> None:
+        predicted = keypoints_from_heatmaps(step_output["prediction"], self.stride, self.input_size, NATIVE_SIZE)
+        targets = step_output["target"].cpu().numpy()
+        for row, index in enumerate(step_output["index"].tolist()):
+            self.predicted[index] = predicted[row]
+            self.targets[index] = scale_keypoints(targets[row], self.input_size, NATIVE_SIZE)
+
+    def compute(self) -> dict[str, float]:
+        indices = sorted(self.predicted)
+        predicted = np.stack([self.predicted[i] for i in indices])
+        targets = np.stack([self.targets[i] for i in indices])
+        scores = dict(keypoint_metrics(predicted, targets))
+        annotations = [self.dataset.split.frames[i].annotation for i in indices]
+        challenge = evalai_score(list(predicted), annotations, *NATIVE_SIZE)
+        scores.update({k: challenge[k] for k in ("evalai", "completeness", "accuracy@5")})
+        return scores
+
+    def epoch_complete(self, state: State) -> None:
+        prefix = f"{state.phase}_" if state.phase else ""
+        for key, value in self.compute().items():
+            state.metrics[prefix + key] = float(value)
