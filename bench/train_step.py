@@ -80,7 +80,7 @@ def main() -> None:
             writer.save(capture(model, {}, {}, None), step, 0, 0, {})
             stalls.append(time.perf_counter() - t)
         writer.wait()
-    size_mb = (Path(__file__).stat().st_size and sum(t.numel() * t.element_size() for t in model.nn_module.state_dict().values())) / 1e6
+    size_mb = sum(t.numel() * t.element_size() for t in model.nn_module.state_dict().values()) / 1e6
     sync_ms, stall_ms = statistics.median(saves) * 1000, statistics.median(stalls) * 1000
     print(f"checkpoint (model {size_mb:.0f} MB + optimizer): training stall {stall_ms:.1f} ms with the background "
           f"writer vs {sync_ms:.1f} ms for a synchronous torch.save; ratio {sync_ms / stall_ms:.1f}x")
