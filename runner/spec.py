@@ -125,6 +125,7 @@ class TrainSpec(Section):
     amp: bool = True
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    deterministic: bool = Field(False, description="bit-exact resume on CPU; slower on CUDA")
 
 
 class OomSpec(Section):

@@ -1,0 +1,270 @@
+"""Timer uploads (DESIGN §5): checkpoints, logs, TensorBoard, weights, status, lease renewal.
+
+One apscheduler job runs `tick` every `sync.every_seconds` in the supervisor process, so the
+trainer never waits for the network. A tick that fails part-way leaves the rest for the next:
+what is queued is derived from the work dir and what is known to be uploaded, so nothing is
+dropped by an outage, only delayed. The lease is renewed first; once it is lost, nothing more
+is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from runner import layout
+from runner.checkpoints import RemoteManifest, to_delete
+from runner.lease import Lease, decide_acquire, next_number, prunable
+from runner.status import JobState, apply_events, now_iso
+from runner.store import JobStore, StoreError
+
+log = logging.getLogger("runner")
+
+LOG_FILES = ("trainer.log", "events.jsonl")
+CANCEL_KEY = "cancel.json"
+
+
+class LeaseLost(RuntimeError):
+    """Another session created the next lease object: this one must stop writing."""
+
+
+class LeaseRefused(RuntimeError):
+    """The job is held by another live session (the message says who and until when)."""
+
+
+@dataclass
+class LeaseHolder:
+    """This session's claim on the job; `token` is the fencing token its writes carry."""
+
+    store: JobStore
+    session: str
+    ttl_s: float
+    token: int = 0
+    lost: threading.Event = field(default_factory=threading.Event)
+
+    def _newest(self) -> Lease | None:
+        numbers = [n for n in (layout.parse_lease_name(name) for name in self.store.list("lease")) if n is not None]
+        if not numbers:
+            return None
+        data = self.store.get_bytes(f"lease/{max(numbers):09d}.json")
+        try:
+            record = json.loads(data or b"")
+            return Lease(number=max(numbers), owner=record["owner"], host=record["host"],
+                         expires_at=record["expires_at"])
+        except (ValueError, KeyError, TypeError):
+            # Deleted or still being written (a store without atomic create): held, by an unknown
+            # session, for one more lease period, so nobody takes it over on a half-written file.
+            return Lease(number=max(numbers), owner="unknown", host="unknown", expires_at=time.time() + self.ttl_s)
+
+    def _create(self, number: int) -> bool:
+        record = {"owner": self.session, "host": socket.gethostname(), "expires_at": time.time() + self.ttl_s,
+                  "created_at": now_iso()}
+        return self.store.create_exclusive(f"lease/{number:09d}.json", json.dumps(record).encode())
+
+    def acquire(self, take_over: bool) -> str:
+        newest = self._newest()
+        decision = decide_acquire(newest, self.session, time.time(), take_over)
+        if not decision.allowed:
+            raise LeaseRefused(decision.message)
+        number = next_number(newest)
+        if not self._create(number):
+            raise LeaseRefused("another session took the job at the same moment; try again")
+        self.token = number
+        return decision.message
+
+    def renew(self) -> None:
+        if self.lost.is_set():
+            raise LeaseLost(f"lease {self.token} was taken over")
+        if not self._create(self.token + 1):
+            self.lost.set()
+            raise LeaseLost(f"another session created lease {self.token + 1}: this job was taken over")
+        self.token += 1
+        numbers = [n for n in (layout.parse_lease_name(name) for name in self.store.list("lease")) if n is not None]
+        for old in prunable(numbers):
+            self.store.delete(f"lease/{old:09d}.json")
+
+
+@dataclass
+class Uploads:
+    """What this session knows is in the store; the queue is the work dir minus this."""
+
+    checkpoints: set[int] = field(default_factory=set)
+    manifests: dict[int, RemoteManifest] = field(default_factory=dict)
+    log_offsets: dict[str, int] = field(default_factory=dict)
+    log_parts: dict[str, int] = field(default_factory=dict)
+    file_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+class Syncer:
+    """Uploads a work dir to the job's store on a timer, plus a final flush on every exit path."""
+
+    def __init__(self, store: JobStore, workdir: Path, session: str, lease: LeaseHolder, state: JobState,
+                 keep_last: int, every_s: float, on_tick: Callable[[], None] = lambda: None) -> None:
+        self.store = store
+        self.workdir = workdir
+        self.session = session
+        self.lease = lease
+        self.state = state
+        self.keep_last = keep_last
+        self.every_s = every_s
+        self.on_tick = on_tick
+        self.uploads = Uploads()
+        self.lock = threading.RLock()
+        self.cancel_requested = threading.Event()
+        self.failures = 0
+        self._events_read = 0
+        self._scheduler: BackgroundScheduler | None = None
+
+    # -- the timer -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._scheduler = BackgroundScheduler(daemon=True)
+        self._scheduler.add_job(self.tick, "interval", seconds=self.every_s, max_instances=1, coalesce=True)
+        self._scheduler.start()
+
+    def stop(self, final_flush: bool) -> bool:
+        """Stop the timer; with `final_flush`, keep trying until everything is up or time runs out."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
+        if not final_flush:
+            return False
+        for _ in range(5):
+            if self.tick():
+                return True
+            time.sleep(min(self.every_s, 5.0))
+        return False
+
+    def tick(self) -> bool:
+        """One round of uploads; True when nothing is left queued."""
+        with self.lock:
+            if self.lease.lost.is_set():
+                return False
+            try:
+                self.lease.renew()
+                self.fold_events()
+                self._upload_checkpoints()
+                self._upload_logs()
+                self._upload_files("tensorboard")
+                self._upload_files("weights")
+                self._prune_remote()
+                if self.store.exists(CANCEL_KEY):
+                    self.cancel_requested.set()
+                self.state.heartbeat_at = now_iso()
+                self.publish()
+                self.failures = 0
+                self.on_tick()
+                return True
+            except LeaseLost as lost:
+                log.error("%s; stopping without writing anything more", lost)
+                return False
+            except StoreError as error:
+                self.failures += 1
+                log.warning("store unavailable (%s); the rest stays queued for the next tick", error)
+                return False
+
+    # -- the parts -------------------------------------------------------------------------------
+
+    def publish(self) -> None:
+        """Write state.json now; whole-object and small, safe to call from any thread."""
+        with self.lock:
+            if not self.lease.lost.is_set():
+                self.store.put_bytes("state.json", self.state.model_dump_json(indent=1).encode())
+
+    def fold_events(self) -> list[dict]:
+        """New trainer events into the status: progress, metrics, bests."""
+        path = self.workdir / "events.jsonl"
+        if not path.exists():
+            return []
+        lines = path.read_text(encoding="utf-8").split("\n")[:-1]
+        new = [json.loads(line) for line in lines[self._events_read:]]
+        self._events_read = len(lines)
+        apply_events(self.state, new)
+        return new
+
+    def _local_checkpoints(self) -> list[tuple[int, Path]]:
+        directory = self.workdir / "checkpoints"
+        if not directory.is_dir():
+            return []
+        found = []
+        for path in directory.iterdir():
+            parsed = layout.parse_checkpoint_name(path.name)
+            if parsed and parsed[1] == "pt" and path.with_suffix(".json").exists():
+                found.append((parsed[0], path))
+        return sorted(found)
+
+    def _upload_checkpoints(self) -> None:
+        """Oldest first; the data object, its size checked, then the manifest with the token."""
+        for step, path in self._local_checkpoints():
+            if step in self.uploads.checkpoints:
+                continue
+            try:
+                local = json.loads(path.with_suffix(".json").read_text())
+                self.store.put_file(path, f"checkpoints/{path.name}")
+            except FileNotFoundError:
+                continue  # pruned by the trainer meanwhile: a newer one follows
+            remote_size = self.store.size(f"checkpoints/{path.name}")
+            if remote_size != local["size"]:
+                raise StoreError(f"checkpoints/{path.name}: uploaded {remote_size} bytes, expected {local['size']}")
+            manifest = RemoteManifest(
+                step=step, epoch=local["epoch"], position=local["position"], size=local["size"],
+                sha256=local["sha256"], token=self.lease.token, written_at=local["written_at"],
+                metrics=local.get("metrics", {}),
+            )
+            self.store.put_bytes(f"checkpoints/{path.with_suffix('.json').name}",
+                                 json.dumps(asdict(manifest), indent=1).encode())
+            self.uploads.checkpoints.add(step)
+            self.uploads.manifests[step] = manifest
+            self.state.last_checkpoint = {
+                "step": step, "token": self.lease.token,
+                "written_at": datetime.fromtimestamp(local["written_at"], tz=timezone.utc).isoformat(timespec="seconds"),
+            }
+
+    def _upload_logs(self) -> None:
+        """New complete lines only, as numbered parts: a long log is never re-uploaded whole."""
+        for name in LOG_FILES:
+            path = self.workdir / name
+            if not path.exists():
+                continue
+            offset = self.uploads.log_offsets.get(name, 0)
+            with path.open("rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+            end = chunk.rfind(b"\n") + 1
+            if end == 0:
+                continue
+            part = self.uploads.log_parts.get(name, 0) + 1
+            self.store.put_bytes(f"logs/{self.session}/{name}.{part:06d}", chunk[:end])
+            self.uploads.log_offsets[name] = offset + end
+            self.uploads.log_parts[name] = part
+
+    def _upload_files(self, folder: str) -> None:
+        """Small files that change in place (TensorBoard events, best weights): upload on change."""
+        root = self.workdir / folder
+        if not root.is_dir():
+            return
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            relative = path.relative_to(self.workdir).as_posix()
+            stat = path.stat()
+            signature = (stat.st_size, stat.st_mtime_ns)
+            if self.uploads.file_sizes.get(relative) == signature:
+                continue
+            key = relative if folder == "weights" else f"logs/{self.session}/{relative}"
+            self.store.put_file(path, key)
+            self.uploads.file_sizes[relative] = signature
+
+    def _prune_remote(self) -> None:
+        best_steps = [int(b["step"]) for b in self.state.best.values()]
+        for manifest in to_delete(self.uploads.manifests.values(), self.keep_last, best_steps):
+            self.store.delete(f"checkpoints/step-{manifest.step:09d}.json")  # the manifest first
+            self.store.delete(f"checkpoints/step-{manifest.step:09d}.pt")
+            del self.uploads.manifests[manifest.step]

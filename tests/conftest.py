@@ -1,0 +1,55 @@
+"""Shared fixtures: a fake GCS server for the session, and a store URL on each backend."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.gcs_emulator import EmulatorUnavailable, GcsEmulator
+
+
+def started_emulator() -> GcsEmulator:
+    """A running emulator, or a skip that says why this machine cannot run one."""
+    emulator = GcsEmulator()
+    try:
+        emulator.start()
+    except EmulatorUnavailable as error:
+        emulator.close()
+        pytest.skip(f"no GCS emulator on this machine: {error}")
+    return emulator
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[GcsEmulator]:
+    """One fake-gcs-server for the session; its environment is set so gcsfs (here and in
+    subprocesses that inherit it) talks to it, without credentials."""
+    emulator = started_emulator()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in emulator.env().items():
+            patch.setenv(name, value)
+        yield emulator
+    emulator.close()
+
+
+@pytest.fixture
+def private_gcs_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[GcsEmulator]:
+    """An emulator of the test's own, for tests that stop and restart it."""
+    emulator = started_emulator()
+    for name, value in emulator.env().items():
+        monkeypatch.setenv(name, value)
+    yield emulator
+    emulator.close()
+
+
+@pytest.fixture(params=["local", "gcs"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty store root: a local directory, or a new bucket on the session's emulator."""
+    if request.param == "local":
+        return str(tmp_path / "store")
+    emulator: GcsEmulator = request.getfixturevalue("gcs_emulator")
+    bucket = f"test-{uuid.uuid4().hex[:16]}"
+    emulator.create_bucket(bucket)
+    return f"gs://{bucket}/runs"

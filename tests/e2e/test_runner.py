@@ -1,0 +1,236 @@
+"""The runner end to end: the real `runner` CLI, real supervisor and trainer processes, a real store.
+
+Every test runs against a local store and against gcsfs on the GCS emulator (`store_url`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from runner.store import Store
+
+pytestmark = pytest.mark.e2e
+
+RUNNER = [sys.executable, "-m", "runner"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Synthetic frames rendered once for the module; every job prepares from this root."""
+    root = tmp_path_factory.mktemp("frames")
+    subprocess.run([sys.executable, "-m", "trainer", "prepare", "--source", "synthetic", "--root", str(root),
+                    "--frames", "8", "--valid-frames", "4", "--seed", "3"], check=True, capture_output=True)
+    return root
+
+
+def write_spec(path: Path, name: str, store: str, data_root: Path, **sections: dict) -> Path:
+    spec = {
+        "name": name,
+        "store": store,
+        "data": {"source": "synthetic", "root": str(data_root), "frames": 8, "valid_frames": 4, "seed": 3,
+                 "num_workers": 0},
+        "model": {"arch": "hrnet_w18_small"},
+        "train": {"batch_size": 4, "input_size": [128, 72], "max_epochs": 3, "early_stopping_epochs": 10,
+                  "lr": 1e-3, "amp": False, "device": "cpu", "deterministic": True, "seed": 7},
+        "oom": {"batch_sizes": [4, 2], "input_sizes": [[128, 72], [96, 64]]},
+        "checkpoint": {"every_minutes": 1e-6, "keep_last": 20},
+        "sync": {"every_seconds": 0.5},
+    }
+    for section, values in sections.items():
+        spec.setdefault(section, {}).update(values)
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def runner(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([*RUNNER, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def start(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.Popen([*RUNNER, *args], cwd=cwd, env=full_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def state_of(store: str, job: str) -> dict:
+    data = Store(store).job(job).get_bytes("state.json")
+    return json.loads(data) if data else {}
+
+
+def remote_steps(store: str, job: str) -> list[int]:
+    names = Store(store).job(job).list("checkpoints")
+    return sorted(int(n[5:14]) for n in names if n.endswith(".json"))
+
+
+def wait_until(condition, timeout: float = 300, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def final_weights(store: str, job: str, tmp: Path) -> dict[str, torch.Tensor]:
+    local = tmp / f"{job}-final.pt"
+    assert Store(store).job(job).get_file("weights/final.pt", local)
+    return torch.load(local, weights_only=True)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """kill -9 the supervisor and its trainer: a Colab session cut off."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data_root: Path, tmp_path_factory: pytest.TempPathFactory, request) -> tuple[str, str]:
+    """One job run start to finish on a local store: the reference for exact-resume checks."""
+    tmp = tmp_path_factory.mktemp("reference")
+    store = str(tmp / "store")
+    spec = write_spec(tmp / "job.yaml", "reference", store, data_root)
+    result = runner("submit", str(spec), "--workdir", str(tmp / "work"), cwd=tmp)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return store, "reference"
+
+
+def test_submit_runs_to_done(uninterrupted: tuple[str, str]) -> None:
+    store, job = uninterrupted
+    state = state_of(store, job)
+    assert state["phase"] == "done" and state["reason"] == "max_epochs"
+    assert state["epoch"] == 3 and state["last_checkpoint"]["token"] >= 1
+    assert state["sessions"][0]["end_reason"] == "done"
+    js = Store(store).job(job)
+    manifests = [json.loads(js.get_bytes(f"checkpoints/{n}")) for n in js.list("checkpoints") if n.endswith(".json")]
+    assert manifests and all(m["token"] >= 1 and m["size"] > 0 for m in manifests)
+    for m in manifests:
+        assert js.size(f"checkpoints/step-{m['step']:09d}.pt") == m["size"]
+    assert js.exists("weights/final.pt") and js.exists("spec.yaml")
+    assert any(n.startswith("trainer.log.") for s in js.list_dirs("logs") for n in js.list(f"logs/{s}"))
+
+
+def test_status_and_logs_read_the_store(uninterrupted: tuple[str, str], tmp_path: Path) -> None:
+    store, job = uninterrupted
+    shown = runner("status", job, "--store", store, "--json", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    document = json.loads(shown.stdout)
+    assert document["phase"] == "done" and document["job"] == job
+    table = runner("status", "--store", store, cwd=tmp_path)
+    assert job in table.stdout and "done" in table.stdout
+    assert job in runner("ls", "--store", store, cwd=tmp_path).stdout
+    log = runner("logs", job, "--store", store, cwd=tmp_path)
+    assert "samples/s" in log.stdout and "training finished" in log.stdout
+
+
+def test_kill9_then_attach_from_a_fresh_workdir_resumes_exactly(
+        data_root: Path, uninterrupted: tuple[str, str], store_url: str, tmp_path: Path) -> None:
+    reference_store, reference_job = uninterrupted
+    spec = write_spec(tmp_path / "job.yaml", "resumed", store_url, data_root)
+    proc = start("submit", str(spec), "--workdir", str(tmp_path / "work-a"), cwd=tmp_path)
+    wait_until(lambda: len(remote_steps(store_url, "resumed")) >= 3, what="three uploaded checkpoints")
+    kill_group(proc)
+    shutil.rmtree(tmp_path / "work-a")
+    before = state_of(store_url, "resumed")
+    assert before["phase"] == "running"
+    # the dead session's lease outlives it by 3 sync intervals: attach says so, then works
+    result = runner("attach", "resumed", "--store", store_url, "--workdir", str(tmp_path / "work-b"), cwd=tmp_path)
+    if result.returncode != 0:
+        assert "holds this job" in result.stderr and "--take-over" in result.stderr
+        time.sleep(2)
+        result = runner("attach", "resumed", "--store", store_url, "--workdir", str(tmp_path / "work-b"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = state_of(store_url, "resumed")
+    assert state["phase"] == "done" and len(state["sessions"]) >= 2
+    expected = final_weights(reference_store, reference_job, tmp_path)
+    got = final_weights(store_url, "resumed", tmp_path)
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), f"{key} differs from the uninterrupted run"
+
+
+def test_oom_walks_the_ladder_and_remembers_the_rung(data_root: Path, store_url: str, tmp_path: Path) -> None:
+    spec = write_spec(tmp_path / "job.yaml", "ladder", store_url, data_root, train={"max_epochs": 1})
+    # rung 0 (4 x 128 x 72) and rung 1 (2 x 128 x 72) exceed it; rung 2 (act. ckpt halves the load) fits
+    env = {"TRAINER_FAULT_OOM_ABOVE": str(2 * 128 * 72 - 1)}
+    result = runner("submit", str(spec), "--workdir", str(tmp_path / "w1"), cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = state_of(store_url, "ladder")
+    assert state["phase"] == "done"
+    assert [(o["rung"]["batch_size"], o["rung"]["activation_checkpointing"]) for o in state["ooms"]] == [
+        (4, False), (2, False)]
+    assert state["rung"]["index"] == 2 and state["rungs_by_gpu"]["cpu"] == 2
+    again = runner("attach", "ladder", "--store", store_url, "--workdir", str(tmp_path / "w2"), cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    state = state_of(store_url, "ladder")
+    assert len(state["ooms"]) == 2 and state["rung"]["index"] == 2 and len(state["sessions"]) == 2
+
+
+def test_truncated_newest_remote_checkpoint_is_skipped(data_root: Path, store_url: str, tmp_path: Path) -> None:
+    spec = write_spec(tmp_path / "job.yaml", "truncated", store_url, data_root, train={"max_epochs": 2})
+    proc = start("submit", str(spec), "--workdir", str(tmp_path / "w1"), cwd=tmp_path)
+    wait_until(lambda: len(remote_steps(store_url, "truncated")) >= 2, what="two uploaded checkpoints")
+    kill_group(proc)
+    js = Store(store_url).job("truncated")
+    newest = remote_steps(store_url, "truncated")[-1]
+    key = f"checkpoints/step-{newest:09d}.pt"
+    js.put_bytes(key, (js.get_bytes(key) or b"")[:100])
+    result = runner("attach", "truncated", "--store", store_url, "--workdir", str(tmp_path / "w2"),
+                    "--take-over", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"step-{newest:09d}.pt does not match its manifest" in result.stderr
+    assert state_of(store_url, "truncated")["phase"] == "done"
+
+
+def test_second_attach_is_refused_and_take_over_fences_the_first(
+        data_root: Path, store_url: str, tmp_path: Path) -> None:
+    spec = write_spec(tmp_path / "job.yaml", "fenced", store_url, data_root, train={"max_epochs": 50})
+    first = start("submit", str(spec), "--workdir", str(tmp_path / "w1"), cwd=tmp_path)
+    wait_until(lambda: len(remote_steps(store_url, "fenced")) >= 1, what="a first checkpoint")
+    refused = runner("attach", "fenced", "--store", store_url, "--workdir", str(tmp_path / "w2"), cwd=tmp_path)
+    assert refused.returncode == 2 and "holds this job" in refused.stderr
+    second = start("attach", "fenced", "--store", store_url, "--workdir", str(tmp_path / "w3"), "--take-over",
+                   cwd=tmp_path)
+    assert first.wait(timeout=120) == 3
+    assert "taken over" in first.stdout.read()
+    steps_after_fence = set(remote_steps(store_url, "fenced"))
+    wait_until(lambda: state_of(store_url, "fenced").get("session", "") != "" and
+               len(state_of(store_url, "fenced")["sessions"]) == 2, what="the new session's status")
+    runner("cancel", "fenced", "--store", store_url, cwd=tmp_path)
+    assert second.wait(timeout=300) == 0
+    js = Store(store_url).job("fenced")
+    tokens = {json.loads(js.get_bytes(f"checkpoints/step-{s:09d}.json"))["token"]
+              for s in set(remote_steps(store_url, "fenced")) - steps_after_fence}
+    assert tokens and min(tokens) > 1, "after the fence only the new owner's tokens appear"
+    assert state_of(store_url, "fenced")["phase"] == "cancelled"
+
+
+def test_deadline_pauses_then_attach_finishes(data_root: Path, store_url: str, tmp_path: Path) -> None:
+    start_time = datetime.now(timezone.utc) - timedelta(minutes=60) + timedelta(seconds=25)
+    spec = write_spec(tmp_path / "job.yaml", "deadline", store_url, data_root,
+                      train={"max_epochs": 30}, session={"max_hours": 1, "margin_minutes": 0,
+                                                         "start": start_time.isoformat()})
+    result = runner("submit", str(spec), "--workdir", str(tmp_path / "w1"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = state_of(store_url, "deadline")
+    assert state["phase"] == "paused" and state["reason"] == "session limit"
+    paused_at = state["last_checkpoint"]["step"]
+    js = Store(store_url).job("deadline")
+    stored = yaml.safe_load(js.get_bytes("spec.yaml"))
+    stored["session"] = {"max_hours": None, "margin_minutes": 15, "start": "auto"}
+    stored["train"]["max_epochs"] = state["epoch"] + 2
+    new_spec = tmp_path / "next.yaml"
+    new_spec.write_text(yaml.safe_dump(stored))
+    resumed = runner("submit", str(new_spec), "--workdir", str(tmp_path / "w2"), "--force-spec", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    state = state_of(store_url, "deadline")
+    assert state["phase"] == "done" and state["step"] > paused_at
