@@ -235,6 +235,8 @@ class Supervisor:
             if not fenced and not flushed:
                 log.error("the store stayed unreachable: some files were not uploaded; "
                           "they are still in %s and `runner attach` from this machine uploads them", self.workdir)
+            if flushed:
+                self.lease.release()
 
     def _attempts(self, dirs: tuple[Path, Path], resume: Path | None) -> int:
         index = self.state.rungs_by_gpu.get(self.gpu, 0)

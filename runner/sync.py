@@ -65,8 +65,9 @@ class LeaseHolder:
             # session, for one more lease period, so nobody takes it over on a half-written file.
             return Lease(number=max(numbers), owner="unknown", host="unknown", expires_at=time.time() + self.ttl_s)
 
-    def _create(self, number: int) -> bool:
-        record = {"owner": self.session, "host": socket.gethostname(), "expires_at": time.time() + self.ttl_s,
+    def _create(self, number: int, ttl_s: float | None = None) -> bool:
+        ttl = self.ttl_s if ttl_s is None else ttl_s
+        record = {"owner": self.session, "host": socket.gethostname(), "expires_at": time.time() + ttl,
                   "created_at": now_iso()}
         return self.store.create_exclusive(f"lease/{number:09d}.json", json.dumps(record).encode())
 
@@ -91,6 +92,11 @@ class LeaseHolder:
         numbers = [n for n in (layout.parse_lease_name(name) for name in self.store.list("lease")) if n is not None]
         for old in prunable(numbers):
             self.store.delete(f"lease/{old:09d}.json")
+
+    def release(self) -> None:
+        """End the claim with an already-expired lease, so the next session need not wait."""
+        if not self.lost.is_set() and self._create(self.token + 1, ttl_s=0.0):
+            self.token += 1
 
 
 @dataclass
