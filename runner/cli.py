@@ -124,6 +124,7 @@ def _load_or_exit(spec_path: Path) -> JobSpec:
 
 def _supervise(spec: JobSpec, store: JobStore, workdir: Path | None, take_over: bool) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)  # a skipped overlapping tick is expected
     supervisor = Supervisor(spec, store, workdir or Path(".runner") / spec.name, take_over=take_over)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: supervisor.stop_requested.set())

@@ -11,9 +11,9 @@ import pytest
 from tests.gcs_emulator import EmulatorUnavailable, GcsEmulator
 
 
-def started_emulator() -> GcsEmulator:
+def started_emulator(root: Path | None = None) -> GcsEmulator:
     """A running emulator, or a skip that says why this machine cannot run one."""
-    emulator = GcsEmulator()
+    emulator = GcsEmulator(root=root)
     try:
         emulator.start()
     except EmulatorUnavailable as error:
@@ -35,9 +35,10 @@ def gcs_emulator() -> Iterator[GcsEmulator]:
 
 
 @pytest.fixture
-def private_gcs_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[GcsEmulator]:
-    """An emulator of the test's own, for tests that stop and restart it."""
-    emulator = started_emulator()
+def private_gcs_emulator(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[GcsEmulator]:
+    """An emulator of the test's own, for tests that stop and restart it; its objects live on
+    disk, so they outlast the outage as a real bucket's do."""
+    emulator = started_emulator(tmp_path / "gcs-objects")
     for name, value in emulator.env().items():
         monkeypatch.setenv(name, value)
     yield emulator

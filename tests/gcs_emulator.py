@@ -48,7 +48,10 @@ def free_port() -> int:
 class GcsEmulator:
     """One fake-gcs-server process; `stop()` then `start()` brings it back on the same port."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, root: Path | None = None) -> None:
+        """`root`: keep objects in this folder, so they survive a stop and start (an outage)
+        the way a real bucket's do; without it they live in memory and a restart empties it."""
+        self.root = root
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
@@ -75,7 +78,7 @@ class GcsEmulator:
             try:
                 self._process = subprocess.Popen(
                     [
-                        str(binary), "-scheme", "http", "-backend", "memory",
+                        str(binary), "-scheme", "http", *self._backend(),
                         "-host", "127.0.0.1", "-port", str(self.port),
                         "-external-url", self.url, "-log-level", "warn",
                     ],
@@ -93,6 +96,11 @@ class GcsEmulator:
             time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"fake-gcs-server did not answer on {self.url} within {timeout_s:.0f} s: {self._log_tail()}")
+
+    def _backend(self) -> list[str]:
+        if self.root is None:
+            return ["-backend", "memory"]
+        return ["-backend", "filesystem", "-filesystem-root", str(self.root)]
 
     def stop(self) -> None:
         """Kill the server at once, as an outage would: no graceful close of open connections."""

@@ -202,15 +202,18 @@ def test_second_attach_is_refused_and_take_over_fences_the_first(
                    cwd=tmp_path)
     assert first.wait(timeout=120) == 3
     assert "taken over" in first.stdout.read()
-    steps_after_fence = set(remote_steps(store_url, "fenced"))
-    wait_until(lambda: state_of(store_url, "fenced").get("session", "") != "" and
-               len(state_of(store_url, "fenced")["sessions"]) == 2, what="the new session's status")
+    js = Store(store_url).job("fenced")
+
+    def token(step: int) -> int:
+        return json.loads(js.get_bytes(f"checkpoints/step-{step:09d}.json"))["token"]
+
+    fenced_steps = set(remote_steps(store_url, "fenced"))
+    first_token = max(token(s) for s in fenced_steps)
+    wait_until(lambda: set(remote_steps(store_url, "fenced")) - fenced_steps, what="the new owner's checkpoint")
     runner("cancel", "fenced", "--store", store_url, cwd=tmp_path)
     assert second.wait(timeout=300) == 0
-    js = Store(store_url).job("fenced")
-    tokens = {json.loads(js.get_bytes(f"checkpoints/step-{s:09d}.json"))["token"]
-              for s in set(remote_steps(store_url, "fenced")) - steps_after_fence}
-    assert tokens and min(tokens) > 1, "after the fence only the new owner's tokens appear"
+    new_tokens = {token(s) for s in set(remote_steps(store_url, "fenced")) - fenced_steps}
+    assert new_tokens and min(new_tokens) > first_token, "after the fence only the new owner writes"
     assert state_of(store_url, "fenced")["phase"] == "cancelled"
 
 
@@ -234,3 +237,30 @@ def test_deadline_pauses_then_attach_finishes(data_root: Path, store_url: str, t
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     state = state_of(store_url, "deadline")
     assert state["phase"] == "done" and state["step"] > paused_at
+
+
+def test_store_outage_delays_uploads_but_loses_no_checkpoint(
+        data_root: Path, private_gcs_emulator, tmp_path: Path) -> None:
+    emulator = private_gcs_emulator
+    emulator.create_bucket("outage")
+    store = "gs://outage/runs"
+    spec = write_spec(tmp_path / "job.yaml", "outage", store, data_root, train={"max_epochs": 10})
+    work = tmp_path / "work"
+    proc = start("submit", str(spec), "--workdir", str(work), cwd=tmp_path)
+    wait_until(lambda: len(remote_steps(store, "outage")) >= 1, what="a first upload")
+
+    def local_checkpoint_events() -> list[int]:
+        lines = (work / "events.jsonl").read_text().splitlines()
+        return [json.loads(line)["step"] for line in lines if '"kind": "checkpoint"' in line]
+
+    emulator.stop()
+    during = len(local_checkpoint_events())
+    # longer than a tick's retry budget (about 4 s), so whole ticks fail and their work waits
+    wait_until(lambda: len(local_checkpoint_events()) >= during + 8, what="checkpoints written during the outage")
+    emulator.start()
+    output = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, output
+    assert "the rest stays queued for the next tick" in output, output
+    written = set(local_checkpoint_events())
+    assert written <= set(remote_steps(store, "outage")), "a checkpoint written during the outage never arrived"
+    assert state_of(store, "outage")["phase"] == "done"

@@ -238,7 +238,7 @@ def test_outage_raises_unavailable_then_recovers(private_gcs_emulator: GcsEmulat
         job.create_exclusive("lease/000000002.json", b"me")
 
     private_gcs_emulator.start()
-    private_gcs_emulator.create_bucket("outage")
+    assert job.get_bytes("state.json") == b"1", "what was stored before the outage is still there"
     job.put_bytes("state.json", b"2")
     assert job.get_bytes("state.json") == b"2"
     assert job.create_exclusive("lease/000000002.json", b"me") is True
