@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-runner validate jobs/demo.yaml
+runner submit jobs/demo.yaml
+runner status demo --store ./runs
