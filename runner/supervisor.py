@@ -140,9 +140,18 @@ class Supervisor:
             sidecar = {k: v for k, v in asdict(manifest).items() if k != "token"}
             local.with_suffix(".json").write_text(json.dumps(sidecar))
             self.syncer.uploads.checkpoints.add(manifest.step)
+            self._count_lost_work(manifest.step)
             log.info("restored %s (step %d, epoch %d, token %d)", name, manifest.step, manifest.epoch, manifest.token)
             return local
         return None
+
+    def _count_lost_work(self, restored_step: int) -> None:
+        """Steps the last session reported beyond the restored checkpoint will be trained again."""
+        redone = self.state.step - restored_step
+        rung = self.state.rung
+        if redone > 0 and rung and self.state.samples_per_s:
+            samples = redone * rung["batch_size"] * rung["accumulation"]
+            self.state.goodput["lost_s"] += samples / self.state.samples_per_s
 
     def _prepare_data(self) -> tuple[Path, Path]:
         data = self.spec.data
