@@ -21,7 +21,7 @@ from runner import layout
 from runner.deadline import deadline, session_start
 from runner.spec import JobSpec, SpecError, check_store_url, dump_spec, load_spec, parse_spec_text
 from runner.status import JobState, describe, effective_phase, status_document
-from runner.store import JobStore, Store
+from runner.store import JobStore, Store, StoreError
 from runner.supervisor import Supervisor
 from runner.sync import LeaseRefused
 
@@ -133,6 +133,9 @@ def _supervise(spec: JobSpec, store: JobStore, workdir: Path | None, take_over: 
     except LeaseRefused as refused:
         err.print(f"cannot run {spec.name}: {refused}", highlight=False, markup=False)
         raise typer.Exit(EXIT_INVALID) from None
+    except (RuntimeError, StoreError) as error:  # already recorded as `failed` in the status
+        err.print(f"job {spec.name} failed: {error}", highlight=False, markup=False)
+        raise typer.Exit(1) from None
     state = supervisor.state
     out.print(f"job {spec.name}: {state.phase}" + (f" ({state.reason})" if state.reason else ""), highlight=False)
     raise typer.Exit(code)

@@ -7,7 +7,6 @@ and the exit code (DESIGN §4).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from runner.spec import JobSpec, dump_spec
 from runner.status import JobState, now_iso
 from runner.store import JobStore, StoreError
 from runner.sync import LeaseHolder, Syncer
+from trainer.integrity import sha256_of
 
 log = logging.getLogger("runner")
 
@@ -53,14 +53,6 @@ def gpu_name(device: str) -> str:
 def new_session_id() -> str:
     host = "".join(c if c.isalnum() or c in "._-" else "-" for c in socket.gethostname())[:40] or "host"
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{host}-{os.getpid()}"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class Supervisor:

@@ -11,7 +11,6 @@ The state holds only tensors, numbers, strings, lists, tuples and dicts, so it l
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from trainer.integrity import sha256_of
 
 NAME = re.compile(r"^step-(\d{9})\.pt$")
 OnWritten = Callable[[Path, int], None]
@@ -64,14 +65,6 @@ def to_cpu(state: Any) -> Any:
     if isinstance(state, (list, tuple)):
         return type(state)(to_cpu(value) for value in state)
     return state
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _fsync_dir(directory: Path) -> None:
