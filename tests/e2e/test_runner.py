@@ -264,3 +264,29 @@ def test_store_outage_delays_uploads_but_loses_no_checkpoint(
     written = set(local_checkpoint_events())
     assert written <= set(remote_steps(store, "outage")), "a checkpoint written during the outage never arrived"
     assert state_of(store, "outage")["phase"] == "done"
+
+
+def test_crashes_are_retried_then_fail_with_the_traceback(data_root: Path, tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    spec = write_spec(tmp_path / "job.yaml", "crashy", store, data_root, resources={"max_restarts": 1})
+    result = runner("submit", str(spec), "--workdir", str(tmp_path / "w"), cwd=tmp_path,
+                    env={"TRAINER_FAULT_CRASH_AT_STEP": "1"})
+    assert result.returncode == 1
+    assert "job crashy: failed (trainer crashed 2 times" in result.stdout
+    state = state_of(store, "crashy")
+    assert state["phase"] == "failed" and state["restarts"] == 2 and state["attempt"] == 2
+    assert any("injected crash at step 1" in line for line in state["error"])
+
+
+def test_sigterm_to_the_supervisor_pauses_after_a_checkpoint(data_root: Path, tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    spec = write_spec(tmp_path / "job.yaml", "stopped", store, data_root, train={"max_epochs": 50})
+    proc = start("submit", str(spec), "--workdir", str(tmp_path / "w"), cwd=tmp_path)
+    wait_until(lambda: len(remote_steps(store, "stopped")) >= 1, what="a first checkpoint")
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0
+    state = state_of(store, "stopped")
+    assert state["phase"] == "paused" and state["reason"] == "stopped"
+    events_key = [k for k in Store(store).job("stopped").list(f"logs/{state['session']}") if k.startswith("events")]
+    text = "".join(Store(store).job("stopped").get_bytes(f"logs/{state['session']}/{k}").decode() for k in sorted(events_key))
+    assert '"reason": "stopped"' in text, "the trainer saved and reported its stop, and the flush uploaded it"
