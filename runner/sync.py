@@ -71,16 +71,19 @@ class LeaseHolder:
                   "created_at": now_iso()}
         return self.store.create_exclusive(f"lease/{number:09d}.json", json.dumps(record).encode())
 
-    def acquire(self, take_over: bool) -> str:
-        newest = self._newest()
-        decision = decide_acquire(newest, self.session, time.time(), take_over)
-        if not decision.allowed:
-            raise LeaseRefused(decision.message)
-        number = next_number(newest)
-        if not self._create(number):
-            raise LeaseRefused("another session took the job at the same moment; try again")
-        self.token = number
-        return decision.message
+    def acquire(self, take_over: bool, attempts: int = 5) -> str:
+        """Create the next lease number. Losing the create to a renewal of the holder (or to
+        another newcomer) means reading the newest lease again and deciding again."""
+        for _ in range(attempts):
+            newest = self._newest()
+            decision = decide_acquire(newest, self.session, time.time(), take_over)
+            if not decision.allowed:
+                raise LeaseRefused(decision.message)
+            number = next_number(newest)
+            if self._create(number):
+                self.token = number
+                return decision.message
+        raise LeaseRefused(f"the lease changed hands {attempts} times while this session tried to take it; try again")
 
     def renew(self) -> None:
         if self.lost.is_set():

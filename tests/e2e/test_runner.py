@@ -193,7 +193,8 @@ def test_truncated_newest_remote_checkpoint_is_skipped(data_root: Path, store_ur
 
 def test_second_attach_is_refused_and_take_over_fences_the_first(
         data_root: Path, store_url: str, tmp_path: Path) -> None:
-    spec = write_spec(tmp_path / "job.yaml", "fenced", store_url, data_root, train={"max_epochs": 50})
+    spec = write_spec(tmp_path / "job.yaml", "fenced", store_url, data_root, train={"max_epochs": 50},
+                      sync={"every_seconds": 2.0})  # a 6 s lease: a slow tick on a busy machine must not lapse it
     first = start("submit", str(spec), "--workdir", str(tmp_path / "w1"), cwd=tmp_path)
     wait_until(lambda: len(remote_steps(store_url, "fenced")) >= 1, what="a first checkpoint")
     refused = runner("attach", "fenced", "--store", store_url, "--workdir", str(tmp_path / "w2"), cwd=tmp_path)
