@@ -154,7 +154,7 @@ def submit(
     spec = _load_or_exit(spec_path)
     url = _store_url(store_url, spec)
     job = _open_store(url).job(spec.name)
-    stored = job.get_bytes("spec.yaml")
+    stored = job.get_bytes(layout.SPEC)
     if stored is not None and stored.decode() != dump_spec(spec) and not force_spec:
         err.print(f"job {spec.name} already exists in {url} with a different spec; resubmit the same spec to "
                   "resume it, `runner attach` it, or pass --force-spec to replace the spec", highlight=False)
@@ -196,7 +196,7 @@ def attach(
 ) -> None:
     """Resume a job from the store on this machine, with the store's spec: no local file needed."""
     job = _open_job(store_url, job_name)
-    data = job.get_bytes("spec.yaml")
+    data = job.get_bytes(layout.SPEC)
     if data is None:
         err.print(f"no job {job_name!r} in {job.url}", highlight=False)
         raise typer.Exit(EXIT_INVALID)
@@ -254,7 +254,7 @@ def status(
 
 
 def _read_state(job: JobStore) -> JobState | None:
-    data = job.get_bytes("state.json")
+    data = job.get_bytes(layout.STATE)
     return JobState.model_validate_json(data) if data is not None else None
 
 
@@ -290,9 +290,9 @@ def logs(
 
 def _log_parts(job: JobStore, name: str) -> list[str]:
     keys = []
-    for session in job.list_dirs("logs"):
-        parts = sorted(p for p in job.list(f"logs/{session}") if p.startswith(f"{name}."))
-        keys += [f"logs/{session}/{p}" for p in parts]
+    for session in job.list_dirs(layout.LOGS):
+        parts = sorted(p for p in job.list(f"{layout.LOGS}/{session}") if p.startswith(f"{name}."))
+        keys += [layout.log_key(session, p) for p in parts]
     return keys
 
 
@@ -300,8 +300,8 @@ def _log_parts(job: JobStore, name: str) -> list[str]:
 def cancel(job_name: str = typer.Argument(..., metavar="JOB"), store_url: str | None = STORE_OPTION) -> None:
     """Ask the job's supervisor to stop gracefully; it sees the request on its next tick."""
     job = _open_job(store_url, job_name)
-    if job.get_bytes("spec.yaml") is None:
+    if job.get_bytes(layout.SPEC) is None:
         err.print(f"no job {job_name!r} in {job.url}", highlight=False)
         raise typer.Exit(EXIT_INVALID)
-    job.put_bytes("cancel.json", json.dumps({"requested_at": datetime.now(timezone.utc).isoformat()}).encode())
+    job.put_bytes(layout.CANCEL, json.dumps({"requested_at": datetime.now(timezone.utc).isoformat()}).encode())
     out.print(f"cancel requested for {job_name}; the supervisor stops it at its next sync", highlight=False)

@@ -37,42 +37,35 @@ def job_key(job: str, relative: str = "") -> str:
     return f"{job}/{check_relative(relative)}" if relative else job
 
 
-def spec_key(job: str) -> str:
-    return job_key(job, "spec.yaml")
+# Keys relative to a job (what JobStore takes); job_key() puts one under STORE/JOB/.
+SPEC = "spec.yaml"
+STATE = "state.json"
+CANCEL = "cancel.json"
+LEASES = "lease"
+CHECKPOINTS = "checkpoints"
+LOGS = "logs"
 
 
-def state_key(job: str) -> str:
-    return job_key(job, "state.json")
+def lease_key(number: int) -> str:
+    return f"{LEASES}/{number:09d}.json"
 
 
-def lease_key(job: str, number: int) -> str:
-    return job_key(job, f"lease/{number:09d}.json")
+def checkpoint_key(step: int) -> str:
+    return f"{CHECKPOINTS}/step-{step:09d}.pt"
 
 
-def lease_prefix(job: str) -> str:
-    return job_key(job, "lease")
+def manifest_key(step: int) -> str:
+    return f"{CHECKPOINTS}/step-{step:09d}.json"
 
 
-def checkpoint_prefix(job: str) -> str:
-    return job_key(job, "checkpoints")
+def weights_key(name: str) -> str:
+    return f"weights/{check_relative(name)}"
 
 
-def checkpoint_key(job: str, step: int) -> str:
-    return job_key(job, f"checkpoints/step-{step:09d}.pt")
-
-
-def manifest_key(job: str, step: int) -> str:
-    return job_key(job, f"checkpoints/step-{step:09d}.json")
-
-
-def weights_key(job: str, name: str) -> str:
-    return job_key(job, f"weights/{check_relative(name)}")
-
-
-def log_key(job: str, session: str, name: str) -> str:
+def log_key(session: str, name: str) -> str:
     if not SESSION_ID.fullmatch(session):
         raise UnsafeName(f"session id {session!r} is not a safe store key")
-    return job_key(job, f"logs/{session}/{check_relative(name)}")
+    return f"{LOGS}/{session}/{check_relative(name)}"
 
 
 def parse_checkpoint_name(name: str) -> tuple[int, str] | None:

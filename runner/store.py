@@ -209,7 +209,7 @@ class Store:
         """Jobs under the root that were submitted (have a spec); other folders are ignored."""
         def jobs() -> list[str]:
             names = [n for n in self._backend.list_dirs("") if is_job_name(n)]
-            return sorted(n for n in names if self._backend.size(layout.spec_key(n)) is not None)
+            return sorted(n for n in names if self._backend.size(layout.job_key(n, layout.SPEC)) is not None)
         return self._policy.run("list_jobs", self.url, jobs)
 
 

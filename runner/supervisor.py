@@ -28,7 +28,7 @@ from runner.ladder import Rung
 from runner.spec import JobSpec, dump_spec
 from runner.status import JobState, now_iso
 from runner.store import JobStore, StoreError
-from runner.sync import LeaseHolder, Syncer
+from runner.sync import LeaseHolder, Syncer, local_checkpoints
 from trainer.integrity import sha256_of
 
 log = logging.getLogger("runner")
@@ -77,7 +77,7 @@ class Supervisor:
     # -- session bookkeeping -------------------------------------------------------------------
 
     def _load_state(self) -> None:
-        data = self.store.get_bytes("state.json")
+        data = self.store.get_bytes(layout.STATE)
         if data is not None:
             self.state = JobState.model_validate_json(data)
         self.state.max_epochs = self.spec.train.max_epochs
@@ -105,11 +105,11 @@ class Supervisor:
     def _restore(self) -> Path | None:
         """Download the newest remote checkpoint that verifies; older ones are the fallback."""
         manifests = []
-        for name in self.store.list("checkpoints"):
+        for name in self.store.list(layout.CHECKPOINTS):
             parsed = layout.parse_checkpoint_name(name)
             if parsed is None or parsed[1] != "json":
                 continue
-            data = self.store.get_bytes(f"checkpoints/{name}")
+            data = self.store.get_bytes(f"{layout.CHECKPOINTS}/{name}")
             try:
                 manifests.append(RemoteManifest(**json.loads(data or b"")))
             except (ValueError, TypeError):
@@ -122,7 +122,7 @@ class Supervisor:
         for manifest in restore_candidates(manifests):
             name = f"step-{manifest.step:09d}.pt"
             local = directory / name
-            if not self.store.get_file(f"checkpoints/{name}", local):
+            if not self.store.get_file(layout.checkpoint_key(manifest.step), local):
                 log.warning("checkpoints/%s is missing; trying an older checkpoint", name)
                 continue
             if local.stat().st_size != manifest.size or sha256_of(local) != manifest.sha256:
@@ -157,13 +157,8 @@ class Supervisor:
         return Path(dirs["train"]), Path(dirs["valid"])
 
     def _newest_local_checkpoint(self) -> Path | None:
-        directory = self.workdir / "checkpoints"
-        found = []
-        for path in directory.glob("step-*.pt") if directory.is_dir() else []:
-            parsed = layout.parse_checkpoint_name(path.name)
-            if parsed and path.with_suffix(".json").exists():
-                found.append((parsed[0], path))
-        return max(found)[1] if found else None
+        found = local_checkpoints(self.workdir)
+        return found[-1][1] if found else None
 
     # -- attempts ----------------------------------------------------------------------------------
 
@@ -209,11 +204,11 @@ class Supervisor:
         self.workdir.mkdir(parents=True, exist_ok=True)
         message = self.lease.acquire(self.take_over)
         log.info("session %s holds job %s (token %d): %s", self.session, self.spec.name, self.lease.token, message)
-        self.store.put_bytes("spec.yaml", dump_spec(self.spec).encode())
+        self.store.put_bytes(layout.SPEC, dump_spec(self.spec).encode())
         self._load_state()
         self.syncer = Syncer(self.store, self.workdir, self.session, self.lease, self.state,
                              self.spec.checkpoint.keep_last, self.spec.sync.every_seconds)
-        self.store.delete("cancel.json")
+        self.store.delete(layout.CANCEL)
         goodput = self.state.goodput
         try:
             t = time.monotonic()

@@ -30,7 +30,6 @@ from runner.store import JobStore, StoreError
 log = logging.getLogger("runner")
 
 LOG_FILES = ("trainer.log", "events.jsonl")
-CANCEL_KEY = "cancel.json"
 
 
 class LeaseLost(RuntimeError):
@@ -51,11 +50,14 @@ class LeaseHolder:
     token: int = 0
     lost: threading.Event = field(default_factory=threading.Event)
 
+    def _numbers(self) -> list[int]:
+        return [n for n in (layout.parse_lease_name(name) for name in self.store.list(layout.LEASES)) if n is not None]
+
     def _newest(self) -> Lease | None:
-        numbers = [n for n in (layout.parse_lease_name(name) for name in self.store.list("lease")) if n is not None]
+        numbers = self._numbers()
         if not numbers:
             return None
-        data = self.store.get_bytes(f"lease/{max(numbers):09d}.json")
+        data = self.store.get_bytes(layout.lease_key(max(numbers)))
         try:
             record = json.loads(data or b"")
             return Lease(number=max(numbers), owner=record["owner"], host=record["host"],
@@ -69,7 +71,7 @@ class LeaseHolder:
         ttl = self.ttl_s if ttl_s is None else ttl_s
         record = {"owner": self.session, "host": socket.gethostname(), "expires_at": time.time() + ttl,
                   "created_at": now_iso()}
-        return self.store.create_exclusive(f"lease/{number:09d}.json", json.dumps(record).encode())
+        return self.store.create_exclusive(layout.lease_key(number), json.dumps(record).encode())
 
     def acquire(self, take_over: bool, attempts: int = 5) -> str:
         """Create the next lease number. Losing the create to a renewal of the holder (or to
@@ -92,9 +94,8 @@ class LeaseHolder:
             self.lost.set()
             raise LeaseLost(f"another session created lease {self.token + 1}: this job was taken over")
         self.token += 1
-        numbers = [n for n in (layout.parse_lease_name(name) for name in self.store.list("lease")) if n is not None]
-        for old in prunable(numbers):
-            self.store.delete(f"lease/{old:09d}.json")
+        for old in prunable(self._numbers()):
+            self.store.delete(layout.lease_key(old))
 
     def release(self) -> None:
         """End the claim with an already-expired lease, so the next session need not wait."""
@@ -111,6 +112,19 @@ class Uploads:
     log_offsets: dict[str, int] = field(default_factory=dict)
     log_parts: dict[str, int] = field(default_factory=dict)
     file_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+def local_checkpoints(workdir: Path) -> list[tuple[int, Path]]:
+    """(step, path) of the work dir's checkpoints that have their manifest, oldest first."""
+    directory = workdir / "checkpoints"
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.iterdir():
+        parsed = layout.parse_checkpoint_name(path.name)
+        if parsed and parsed[1] == "pt" and path.with_suffix(".json").exists():
+            found.append((parsed[0], path))
+    return sorted(found)
 
 
 class Syncer:
@@ -166,7 +180,7 @@ class Syncer:
                 self._upload_files("tensorboard")
                 self._upload_files("weights")
                 self._prune_remote()
-                if self.store.exists(CANCEL_KEY):
+                if self.store.exists(layout.CANCEL):
                     self.cancel_requested.set()
                 self.state.heartbeat_at = now_iso()
                 self.publish()
@@ -187,7 +201,7 @@ class Syncer:
         """Write state.json now; whole-object and small, safe to call from any thread."""
         with self.lock:
             if not self.lease.lost.is_set():
-                self.store.put_bytes("state.json", self.state.model_dump_json(indent=1).encode())
+                self.store.put_bytes(layout.STATE, self.state.model_dump_json(indent=1).encode())
 
     def fold_events(self) -> list[dict]:
         """New trainer events into the status: progress, metrics, bests."""
@@ -200,37 +214,25 @@ class Syncer:
         apply_events(self.state, new)
         return new
 
-    def _local_checkpoints(self) -> list[tuple[int, Path]]:
-        directory = self.workdir / "checkpoints"
-        if not directory.is_dir():
-            return []
-        found = []
-        for path in directory.iterdir():
-            parsed = layout.parse_checkpoint_name(path.name)
-            if parsed and parsed[1] == "pt" and path.with_suffix(".json").exists():
-                found.append((parsed[0], path))
-        return sorted(found)
-
     def _upload_checkpoints(self) -> None:
         """Oldest first; the data object, its size checked, then the manifest with the token."""
-        for step, path in self._local_checkpoints():
+        for step, path in local_checkpoints(self.workdir):
             if step in self.uploads.checkpoints:
                 continue
             try:
                 local = json.loads(path.with_suffix(".json").read_text())
-                self.store.put_file(path, f"checkpoints/{path.name}")
+                self.store.put_file(path, layout.checkpoint_key(step))
             except FileNotFoundError:
                 continue  # pruned by the trainer meanwhile: a newer one follows
-            remote_size = self.store.size(f"checkpoints/{path.name}")
+            remote_size = self.store.size(layout.checkpoint_key(step))
             if remote_size != local["size"]:
-                raise StoreError(f"checkpoints/{path.name}: uploaded {remote_size} bytes, expected {local['size']}")
+                raise StoreError(f"{layout.checkpoint_key(step)}: uploaded {remote_size} bytes, expected {local['size']}")
             manifest = RemoteManifest(
                 step=step, epoch=local["epoch"], position=local["position"], size=local["size"],
                 sha256=local["sha256"], token=self.lease.token, written_at=local["written_at"],
                 metrics=local.get("metrics", {}),
             )
-            self.store.put_bytes(f"checkpoints/{path.with_suffix('.json').name}",
-                                 json.dumps(asdict(manifest), indent=1).encode())
+            self.store.put_bytes(layout.manifest_key(step), json.dumps(asdict(manifest), indent=1).encode())
             self.uploads.checkpoints.add(step)
             self.uploads.manifests[step] = manifest
             self.state.last_checkpoint = {
@@ -252,7 +254,7 @@ class Syncer:
             if end == 0:
                 continue
             part = self.uploads.log_parts.get(name, 0) + 1
-            self.store.put_bytes(f"logs/{self.session}/{name}.{part:06d}", chunk[:end])
+            self.store.put_bytes(layout.log_key(self.session, f"{name}.{part:06d}"), chunk[:end])
             self.uploads.log_offsets[name] = offset + end
             self.uploads.log_parts[name] = part
 
@@ -267,13 +269,13 @@ class Syncer:
             signature = (stat.st_size, stat.st_mtime_ns)
             if self.uploads.file_sizes.get(relative) == signature:
                 continue
-            key = relative if folder == "weights" else f"logs/{self.session}/{relative}"
+            key = relative if folder == "weights" else layout.log_key(self.session, relative)
             self.store.put_file(path, key)
             self.uploads.file_sizes[relative] = signature
 
     def _prune_remote(self) -> None:
         best_steps = [int(b["step"]) for b in self.state.best.values()]
         for manifest in to_delete(self.uploads.manifests.values(), self.keep_last, best_steps):
-            self.store.delete(f"checkpoints/step-{manifest.step:09d}.json")  # the manifest first
-            self.store.delete(f"checkpoints/step-{manifest.step:09d}.pt")
+            self.store.delete(layout.manifest_key(manifest.step))  # the manifest first
+            self.store.delete(layout.checkpoint_key(manifest.step))
             del self.uploads.manifests[manifest.step]

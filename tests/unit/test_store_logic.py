@@ -14,22 +14,22 @@ from runner.lease import Lease, decide_acquire, next_number, prunable
 
 
 def test_keys_are_under_the_job() -> None:
-    assert layout.spec_key("demo") == "demo/spec.yaml"
-    assert layout.checkpoint_key("demo", 1234) == "demo/checkpoints/step-000001234.pt"
-    assert layout.manifest_key("demo", 1234) == "demo/checkpoints/step-000001234.json"
-    assert layout.lease_key("demo", 42) == "demo/lease/000000042.json"
-    assert layout.log_key("demo", "s-1", "trainer.log") == "demo/logs/s-1/trainer.log"
-    assert layout.weights_key("demo", "best-evalai.pt") == "demo/weights/best-evalai.pt"
+    assert layout.job_key("demo", layout.SPEC) == "demo/spec.yaml"
+    assert layout.job_key("demo", layout.checkpoint_key(1234)) == "demo/checkpoints/step-000001234.pt"
+    assert layout.job_key("demo", layout.manifest_key(1234)) == "demo/checkpoints/step-000001234.json"
+    assert layout.job_key("demo", layout.lease_key(42)) == "demo/lease/000000042.json"
+    assert layout.job_key("demo", layout.log_key("s-1", "trainer.log")) == "demo/logs/s-1/trainer.log"
+    assert layout.job_key("demo", layout.weights_key("best-evalai.pt")) == "demo/weights/best-evalai.pt"
 
 
 @pytest.mark.parametrize("call", [
-    lambda: layout.spec_key("../x"),
-    lambda: layout.spec_key("a/b"),
-    lambda: layout.spec_key("a..b"),
-    lambda: layout.weights_key("demo", "../../etc/passwd"),
-    lambda: layout.weights_key("demo", "/abs"),
-    lambda: layout.log_key("demo", "..", "x"),
-    lambda: layout.log_key("demo", "s", "a//b"),
+    lambda: layout.job_key("../x", layout.SPEC),
+    lambda: layout.job_key("a/b", layout.SPEC),
+    lambda: layout.job_key("a..b", layout.SPEC),
+    lambda: layout.weights_key("../../etc/passwd"),
+    lambda: layout.weights_key("/abs"),
+    lambda: layout.log_key("..", "x"),
+    lambda: layout.log_key("s", "a//b"),
 ])
 def test_unsafe_names_are_refused(call) -> None:
     with pytest.raises(layout.UnsafeName):
