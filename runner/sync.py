@@ -144,7 +144,7 @@ class Syncer:
         self.lock = threading.RLock()
         self.cancel_requested = threading.Event()
         self.failures = 0
-        self._events_read = 0
+        self._events_read = 0  # bytes of events.jsonl already folded into the status
         self._scheduler: BackgroundScheduler | None = None
 
     # -- the timer -------------------------------------------------------------------------------
@@ -203,16 +203,18 @@ class Syncer:
             if not self.lease.lost.is_set():
                 self.store.put_bytes(layout.STATE, self.state.model_dump_json(indent=1).encode())
 
-    def fold_events(self) -> list[dict]:
+    def fold_events(self) -> None:
         """New trainer events into the status: progress, metrics, bests."""
         path = self.workdir / "events.jsonl"
         if not path.exists():
-            return []
-        lines = path.read_text(encoding="utf-8").split("\n")[:-1]
-        new = [json.loads(line) for line in lines[self._events_read:]]
-        self._events_read = len(lines)
+            return
+        with path.open("rb") as f:  # only what was appended since the last tick
+            f.seek(self._events_read)
+            chunk = f.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits
+        self._events_read += len(complete)
+        new = [json.loads(line) for line in complete.decode("utf-8").splitlines()]
         apply_events(self.state, new)
-        return new
 
     def _upload_checkpoints(self) -> None:
         """Oldest first; the data object, its size checked, then the manifest with the token."""
