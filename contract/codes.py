@@ -1,0 +1,31 @@
+"""Exit codes, the OOM text and fault-injection variables: how the two processes talk without I/O."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class TrainerExit(IntEnum):
+    """`python -m trainer train` exit codes; anything else is a crash."""
+
+    DONE = 0  # max epochs or early stopping
+    OOM = 75  # CUDA out of memory, caught anywhere and reported as an `oom` event
+    STOPPED = 76  # stopped on request (SIGTERM/SIGINT/parent death) after saving a checkpoint
+
+
+class RunnerExit(IntEnum):
+    """`runner submit|attach` exit codes."""
+
+    OK = 0  # done or paused
+    FAILED = 1
+    INVALID = 2  # refused or invalid input
+    TAKEN_OVER = 3
+
+
+# The text CUDA puts in every out-of-memory error; the supervisor also treats a crash whose
+# stderr carries it as OOM, since some code paths re-raise it as a plain RuntimeError.
+OOM_TEXT = "CUDA out of memory"
+
+# Fault injection for tests (documented, never on by default).
+FAULT_OOM_ABOVE = "TRAINER_FAULT_OOM_ABOVE"  # raise OOM when batch × H × W (halved with act. ckpt) exceeds it
+FAULT_CRASH_AT_STEP = "TRAINER_FAULT_CRASH_AT_STEP"  # crash when this optimizer step is reached

@@ -1,0 +1,38 @@
+"""The checkpoint manifest: one model for the trainer's sidecar and the store's copy.
+
+The trainer writes it beside each checkpoint without a token; the supervisor uploads the same
+model with the fencing token it holds (DESIGN §5, §6). A checkpoint counts only once its
+manifest exists, and the manifest vouches for the file's size and sha256.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    step: int = Field(ge=0)
+    epoch: int = Field(ge=0)
+    position: int = Field(ge=0, description="samples into the epoch")
+    size: int = Field(ge=0)
+    sha256: str
+    written_at: float
+    metrics: dict[str, float] = Field(default_factory=dict)
+    token: int | None = Field(None, description="the fencing token of the session that uploaded it")
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Restore order: a stale writer's higher step never wins over a newer token."""
+        return self.token or 0, self.step
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(indent=1, exclude_none=True).encode()
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        """Raises OSError or pydantic.ValidationError (a ValueError) for a missing or bad file."""
+        return cls.model_validate_json(Path(path).read_bytes())
