@@ -1,35 +1,32 @@
-"""The resolved trainer config of one attempt: the job spec with a rung and the data folders.
+"""What the supervisor hands the trainer: the attempt config and the data-preparation command.
 
-The supervisor writes it as `WORK/attempt-N/config.yaml` (DESIGN §4); it is the trainer's only
-input besides the checkpoint to resume from.
+Pure: built from the spec alone. The spec's trainer sections pass through unchanged (they are
+the same `contract.config` classes); only the rung and the prepared data folders are added
+(DESIGN §4). The supervisor writes the result as `WORK/attempt-N/config.yaml`.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from runner.ladder import Rung
-from runner.spec import JobSpec
-from trainer.config import TrainerConfig
+from contract.config import AttemptConfig, DataConfig, LoaderConfig, Rung, TrainConfig, narrow
+from runner.spec import DataSpec, JobSpec
 
 
-def attempt_config(spec: JobSpec, rung: Rung, train_dir: Path, valid_dir: Path) -> TrainerConfig:
-    train = spec.train
-    return TrainerConfig.model_validate({
-        "model": {"arch": spec.model.arch, "pretrained": spec.model.pretrained},
-        "data": {"train_dir": str(train_dir), "valid_dir": str(valid_dir), "num_workers": spec.data.num_workers},
-        "rung": {"batch_size": rung.batch_size, "input_size": list(rung.input_size),
-                 "accumulation": rung.accumulation, "activation_checkpointing": rung.activation_checkpointing},
-        "train": {"stride": train.stride, "sigma": train.sigma, "lr": train.lr, "max_epochs": train.max_epochs,
-                  "early_stopping_epochs": train.early_stopping_epochs, "reduce_lr_factor": train.reduce_lr_factor,
-                  "reduce_lr_patience": train.reduce_lr_patience, "amp": train.amp, "seed": train.seed,
-                  "device": train.device, "deterministic": train.deterministic},
-        "checkpoint": {"every_minutes": spec.checkpoint.every_minutes, "every_epochs": spec.checkpoint.every_epochs,
-                       "keep_last": spec.checkpoint.keep_last},
-    })
+def attempt_config(spec: JobSpec, rung: Rung, train_dir: Path, valid_dir: Path) -> AttemptConfig:
+    loader = narrow(spec.data, LoaderConfig)
+    return AttemptConfig(
+        model=spec.model,
+        data=DataConfig(train_dir=str(train_dir), valid_dir=str(valid_dir), **loader.model_dump()),
+        rung=rung,
+        train=narrow(spec.train, TrainConfig),
+        checkpoint=spec.checkpoint,
+    )
 
 
-def write_attempt_config(workdir: Path, attempt: int, config: TrainerConfig) -> Path:
-    path = workdir / f"attempt-{attempt}" / "config.yaml"
-    config.save(path)
-    return path
+def prepare_command(data: DataSpec) -> list[str]:
+    """`python -m trainer prepare ...`: renders, downloads or checks the data; prints the split dirs."""
+    return [sys.executable, "-m", "trainer", "prepare", "--source", data.source, "--root", data.root,
+            "--train-split", data.splits.train, "--valid-split", data.splits.valid,
+            "--frames", str(data.frames), "--valid-frames", str(data.valid_frames), "--seed", str(data.seed)]

@@ -13,17 +13,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from runner.ladder import heatmap_size
+from contract.codes import RunnerExit
 from runner import layout
 from runner.deadline import deadline, session_start
 from runner.spec import JobSpec, SpecError, check_store_url, dump_spec, load_spec, parse_spec_text
 from runner.status import JobState, describe, effective_phase, status_document
 from runner.store import JobStore, Store, StoreError
 from runner.supervisor import Supervisor
-from runner.sync import LeaseRefused
+from runner.lease import LeaseRefused
 
 app = typer.Typer(
     help="A resumable job runner for preemptible GPUs.",
@@ -33,7 +34,7 @@ app = typer.Typer(
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-EXIT_INVALID = 2
+EXIT_INVALID = RunnerExit.INVALID
 
 
 @app.callback()
@@ -46,7 +47,7 @@ def _ladder_table(spec: JobSpec) -> Table:
     for column in ("rung", "batch", "input [W, H]", "heatmap", "accumulation", "act. checkpointing"):
         table.add_column(column)
     for index, rung in enumerate(spec.ladder()):
-        hw, hh = heatmap_size(rung.input_size, spec.train.stride)
+        hw, hh = rung.heatmap_size(spec.train.stride)
         table.add_row(
             str(index),
             str(rung.batch_size),
@@ -74,15 +75,7 @@ def validate(
     if as_json:
         document = {
             "spec": spec.model_dump(mode="json"),
-            "ladder": [
-                {
-                    "batch_size": r.batch_size,
-                    "input_size": list(r.input_size),
-                    "accumulation": r.accumulation,
-                    "activation_checkpointing": r.activation_checkpointing,
-                }
-                for r in spec.ladder()
-            ],
+            "ladder": [rung.model_dump(mode="json") for rung in spec.ladder()],
         }
         out.print_json(json.dumps(document))
         return
@@ -135,7 +128,7 @@ def _supervise(spec: JobSpec, store: JobStore, workdir: Path | None, take_over: 
         raise typer.Exit(EXIT_INVALID) from None
     except (RuntimeError, StoreError) as error:  # already recorded as `failed` in the status
         err.print(f"job {spec.name} failed: {error}", highlight=False, markup=False)
-        raise typer.Exit(1) from None
+        raise typer.Exit(RunnerExit.FAILED) from None
     state = supervisor.state
     out.print(f"job {spec.name}: {state.phase}" + (f" ({state.reason})" if state.reason else ""), highlight=False)
     raise typer.Exit(code)
@@ -254,8 +247,16 @@ def status(
 
 
 def _read_state(job: JobStore) -> JobState | None:
+    """The job's status; a state.json that does not parse is reported in one line and skipped."""
     data = job.get_bytes(layout.STATE)
-    return JobState.model_validate_json(data) if data is not None else None
+    if data is None:
+        return None
+    try:
+        return JobState.model_validate_json(data)
+    except ValidationError as error:
+        err.print(f"job {job.name}: state.json is unreadable ({error.error_count()} problem(s), first: "
+                  f"{error.errors()[0]['msg']}); skipped", highlight=False, markup=False)
+        return None
 
 
 @app.command("ls")

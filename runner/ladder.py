@@ -2,42 +2,17 @@
 
 Pure logic (DESIGN §7), free of I/O, so the order can be tested without a GPU. Quality is given
 up last: first the batch shrinks, then activation checkpointing trades compute for memory, and
-only then does the input resolution drop.
+only then does the input resolution drop. A rung is `contract.config.Rung`, the same model the
+attempt config, the status and the CLI use.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+from contract.config import Rung
 
 Size = tuple[int, int]
-
-
-@dataclass(frozen=True)
-class Rung:
-    """One configuration the trainer can be launched with."""
-
-    batch_size: int
-    input_size: Size
-    activation_checkpointing: bool
-    accumulation: int
-
-    def describe(self) -> str:
-        """A short label for logs and status lines."""
-        w, h = self.input_size
-        parts = [f"batch {self.batch_size}", f"{w}x{h}"]
-        if self.accumulation > 1:
-            parts.append(f"accum {self.accumulation}")
-        if self.activation_checkpointing:
-            parts.append("act-ckpt")
-        return ", ".join(parts)
-
-
-def heatmap_size(input_size: Size, stride: int) -> Size:
-    """Heatmap (W, H) for an input size: rounded up, so odd sizes like 405 keep their last row."""
-    w, h = input_size
-    return math.ceil(w / stride), math.ceil(h / stride)
 
 
 def build_ladder(
@@ -59,9 +34,10 @@ def build_ladder(
     if not batches or not inputs:
         raise ValueError("the starting batch size and input size must be on the ladder")
 
-    def rung(batch: int, size: Size, checkpointing: bool) -> Rung:
+    def rung(batch: int, size: Sequence[int], checkpointing: bool) -> Rung:
         accumulation = start_batch // batch if keep_effective_batch else 1
-        return Rung(batch, (int(size[0]), int(size[1])), checkpointing, accumulation)
+        return Rung(batch_size=batch, input_size=(int(size[0]), int(size[1])),
+                    accumulation=accumulation, activation_checkpointing=checkpointing)
 
     smallest = batches[-1]
     rungs = [rung(b, inputs[0], False) for b in batches]
@@ -69,9 +45,3 @@ def build_ladder(
         rungs.append(rung(smallest, inputs[0], True))
     rungs.extend(rung(smallest, size, activation_checkpointing) for size in inputs[1:])
     return rungs
-
-
-def next_rung(ladder: Sequence[Rung], current: Rung) -> Rung | None:
-    """The rung to try after an OOM on `current`; None at the bottom (the job fails)."""
-    index = list(ladder).index(current)
-    return ladder[index + 1] if index + 1 < len(ladder) else None

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 
+from contract.files import CHECKPOINTS_DIR, checkpoint_name, manifest_name, parse_checkpoint_name
+
 JOB_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-CHECKPOINT = re.compile(r"^step-(\d{9})\.(pt|json)$")
 LEASE = re.compile(r"^(\d{9})\.json$")
 
 
@@ -42,7 +43,7 @@ SPEC = "spec.yaml"
 STATE = "state.json"
 CANCEL = "cancel.json"
 LEASES = "lease"
-CHECKPOINTS = "checkpoints"
+CHECKPOINTS = CHECKPOINTS_DIR
 LOGS = "logs"
 
 
@@ -51,11 +52,11 @@ def lease_key(number: int) -> str:
 
 
 def checkpoint_key(step: int) -> str:
-    return f"{CHECKPOINTS}/step-{step:09d}.pt"
+    return f"{CHECKPOINTS}/{checkpoint_name(step)}"
 
 
 def manifest_key(step: int) -> str:
-    return f"{CHECKPOINTS}/step-{step:09d}.json"
+    return f"{CHECKPOINTS}/{manifest_name(step)}"
 
 
 def weights_key(name: str) -> str:
@@ -66,12 +67,6 @@ def log_key(session: str, name: str) -> str:
     if not SESSION_ID.fullmatch(session):
         raise UnsafeName(f"session id {session!r} is not a safe store key")
     return f"{LOGS}/{session}/{check_relative(name)}"
-
-
-def parse_checkpoint_name(name: str) -> tuple[int, str] | None:
-    """(step, 'pt' or 'json') for a checkpoint file name; None for anything else."""
-    match = CHECKPOINT.match(name)
-    return (int(match.group(1)), match.group(2)) if match else None
 
 
 def parse_lease_name(name: str) -> int | None:

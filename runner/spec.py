@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from runner.ladder import Rung, build_ladder
+from contract.config import CheckpointConfig, InputSize, LoaderConfig, ModelConfig, Rung, Section, TrainConfig
+from runner.ladder import build_ladder
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
-MIN_SIDE = 64
 
 # Store protocols and the package each needs; None means built into fsspec.
 STORE_PROTOCOLS: dict[str, str | None] = {
@@ -31,17 +31,6 @@ STORE_PROTOCOLS: dict[str, str | None] = {
     "s3": "s3fs",
 }
 
-
-
-def _two_sides(value: Any) -> Any:
-    """An image size is exactly [W, H]; say so instead of pydantic's tuple-index message."""
-    if isinstance(value, (list, tuple)) and len(value) != 2:
-        raise ValueError(f"{list(value)} must be [W, H]: two whole numbers of pixels, e.g. [720, 405]")
-    return value
-
-
-Side = Annotated[int, Field(ge=MIN_SIDE)]
-InputSize = Annotated[tuple[Side, Side], BeforeValidator(_two_sides)]
 
 
 class Problem(BaseModel):
@@ -72,10 +61,6 @@ class _CrossFieldError(ValueError):
         super().__init__("; ".join(str(p) for p in problems))
 
 
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 def _relative_name(value: str, what: str) -> str:
     """A folder name under a root: never absolute, never climbing out with '..'."""
     parts = Path(value).parts
@@ -96,36 +81,22 @@ class SplitsSpec(Section):
         return _relative_name(value, "a split")
 
 
-class DataSpec(Section):
+class DataSpec(LoaderConfig):
+    """Where the data comes from (the supervisor prepares it) and how the trainer loads it."""
+
     source: Literal["soccernet", "synthetic", "path"] = "soccernet"
     root: str = "./data"
     splits: SplitsSpec = SplitsSpec()
     frames: int = Field(256, ge=1, description="synthetic: frames rendered for the train split")
     valid_frames: int = Field(64, ge=1, description="synthetic: frames rendered for the valid split")
     seed: int = 0
-    num_workers: int = Field(2, ge=0)
 
 
-class ModelSpec(Section):
-    arch: Literal["hrnet_w48", "hrnet_w32", "hrnet_w18", "hrnet_w18_small"] = "hrnet_w48"
-    num_keypoints: Literal[57] = 57
-    pretrained: str | None = Field(None, description="local file with ImageNet backbone weights")
+class TrainSpec(TrainConfig):
+    """The trainer's own section plus the rung to start on; the ladder steps down from there."""
 
-
-class TrainSpec(Section):
     batch_size: int | None = Field(None, ge=1, description="default: oom.batch_sizes[0]")
     input_size: InputSize | None = Field(None, description="[W, H]; default: oom.input_sizes[0]")
-    stride: Literal[2] = 2
-    sigma: float = Field(3.0, gt=0)
-    lr: float = Field(1e-4, gt=0)
-    max_epochs: int = Field(200, ge=1)
-    early_stopping_epochs: int = Field(32, ge=1)
-    reduce_lr_factor: float = Field(0.5, gt=0, lt=1)
-    reduce_lr_patience: int = Field(8, ge=0)
-    amp: bool = True
-    seed: int = 42
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    deterministic: bool = Field(False, description="bit-exact resume on CPU; slower on CUDA")
 
 
 class OomSpec(Section):
@@ -133,12 +104,6 @@ class OomSpec(Section):
     input_sizes: list[InputSize] = Field([(960, 540), (720, 405), (640, 360)], min_length=1)
     keep_effective_batch: bool = True
     activation_checkpointing: bool = True
-
-
-class CheckpointSpec(Section):
-    every_minutes: float = Field(10.0, gt=0)
-    every_epochs: int = Field(1, ge=1)
-    keep_last: int = Field(3, ge=1)
 
 
 class SyncSpec(Section):
@@ -167,6 +132,16 @@ class ResourcesSpec(Section):
     gpus: int = Field(1, ge=1)
     max_restarts: int = Field(3, ge=0)
 
+    @field_validator("gpus")
+    @classmethod
+    def _one_gpu(cls, value: int) -> int:
+        if value > 1:
+            raise ValueError(
+                f"{value} GPUs are not supported yet: one trainer runs on one GPU; set resources.gpus: 1 "
+                "(multi-GPU training with torchrun is planned, DESIGN §9)"
+            )
+        return value
+
 
 class JobSpec(Section):
     """A whole job. Build it with `load_spec`, which formats errors for people."""
@@ -174,10 +149,10 @@ class JobSpec(Section):
     name: str
     store: str = "./runs"
     data: DataSpec = DataSpec()
-    model: ModelSpec = ModelSpec()
+    model: ModelConfig = ModelConfig()
     train: TrainSpec = TrainSpec()
     oom: OomSpec = OomSpec()
-    checkpoint: CheckpointSpec = CheckpointSpec()
+    checkpoint: CheckpointConfig = CheckpointConfig()
     sync: SyncSpec = SyncSpec()
     session: SessionSpec = SessionSpec()
     resources: ResourcesSpec = ResourcesSpec()

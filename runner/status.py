@@ -6,11 +6,13 @@ as stored, plus the derived `phase`. Fields may be added, never renamed or remov
 
 from __future__ import annotations
 
-import operator
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from contract import events as ev
+from contract.config import Rung
 
 Phase = Literal["submitted", "preparing", "running", "paused", "interrupted", "done", "failed", "cancelled"]
 STALE_INTERVALS = 3
@@ -24,10 +26,57 @@ def parse_iso(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-class JobState(BaseModel):
-    """What the supervisor writes on every tick; readers ignore fields they do not know."""
+class Record(BaseModel):
+    """Status parts keep keys they do not know, so an older reader never drops a newer writer's fields."""
 
     model_config = ConfigDict(extra="allow")
+
+
+class RungStatus(Rung):
+    """A rung as status shows it: the ladder's rung and its place on the ladder."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    index: int = 0
+
+
+class SessionRecord(Record):
+    id: str
+    host: str
+    gpu: str
+    started_at: str
+    ended_at: str | None = None
+    end_reason: str | None = None
+
+
+class OomRecord(Record):
+    time: str
+    gpu: str
+    rung: RungStatus
+
+
+class Best(Record):
+    value: float
+    step: int
+
+
+class LastCheckpoint(Record):
+    step: int
+    token: int
+    written_at: str | None = None
+
+
+class Goodput(Record):
+    """Where the session time went; `lost_s` is work a cut-off session did that was trained again."""
+
+    training_s: float = 0.0
+    restoring_s: float = 0.0
+    preparing_s: float = 0.0
+    lost_s: float = 0.0
+
+
+class JobState(Record):
+    """What the supervisor writes on every tick; readers ignore fields they do not know."""
 
     job: str
     phase: Phase = "submitted"
@@ -37,45 +86,41 @@ class JobState(BaseModel):
     step: int = 0
     samples_per_s: float | None = None
     eta_s: float | None = None
-    rung: dict[str, Any] | None = None
+    rung: RungStatus | None = None
     rungs_by_gpu: dict[str, int] = Field(default_factory=dict)
-    ooms: list[dict[str, Any]] = Field(default_factory=list)
-    sessions: list[dict[str, Any]] = Field(default_factory=list)
+    ooms: list[OomRecord] = Field(default_factory=list)
+    sessions: list[SessionRecord] = Field(default_factory=list)
     session: str | None = None
     attempt: int = 0
     restarts: int = 0
-    last_checkpoint: dict[str, Any] | None = None
+    last_checkpoint: LastCheckpoint | None = None
     heartbeat_at: str | None = None
     sync_every_s: float = 60.0
     exclusive_lease: bool = True
-    best: dict[str, dict[str, float]] = Field(default_factory=dict)
-    goodput: dict[str, float] = Field(
-        default_factory=lambda: {"training_s": 0.0, "restoring_s": 0.0, "preparing_s": 0.0, "lost_s": 0.0})
+    best: dict[str, Best] = Field(default_factory=dict)
+    goodput: Goodput = Field(default_factory=Goodput)
     error: list[str] | None = None
 
 
-BEST_DIRECTION = {"val_evalai": operator.gt, "val_loss": operator.lt}
-
-
 def apply_events(state: JobState, events: list[dict[str, Any]]) -> None:
-    """Fold trainer events (DESIGN §4) into the status. Pure, so it is tested without processes."""
+    """Fold trainer events (DESIGN §4) into the status. Pure, so it is tested without processes.
+
+    Best metrics are the trainer's own (it restores them from the checkpoint it resumed), so the
+    status never disagrees with the best weights in the store.
+    """
     for event in events:
         kind = event.get("kind")
-        if kind in ("start", "progress", "epoch"):
+        if kind in (ev.START, ev.PROGRESS, ev.EPOCH):
             state.epoch = int(event.get("epoch", state.epoch))
             state.step = int(event.get("step", state.step))
-        if kind == "progress":
+        if kind == ev.PROGRESS:
             state.samples_per_s = event.get("samples_per_s")
             state.eta_s = event.get("eta_s")
-        elif kind == "epoch":
+        elif kind == ev.EPOCH:
             state.epoch = int(event["epoch"]) + 1
-            for metric, better in BEST_DIRECTION.items():
-                value = event.get("metrics", {}).get(metric)
-                if value is None or value != value:  # missing or NaN
-                    continue
-                previous = state.best.get(metric)
-                if previous is None or better(value, previous["value"]):
-                    state.best[metric] = {"value": float(value), "step": float(event.get("step", 0))}
+            best = event.get("best")
+            if isinstance(best, dict):
+                state.best = {metric: Best.model_validate(value) for metric, value in best.items()}
 
 
 def effective_phase(state: JobState, now: datetime) -> str:
@@ -118,20 +163,20 @@ def describe(state: JobState, now: datetime) -> list[tuple[str, str]]:
         rows.append(("speed", f"{state.samples_per_s:.1f} samples/s, ETA {_duration(state.eta_s)}"))
     if state.last_checkpoint:
         c = state.last_checkpoint
-        rows.append(("last checkpoint", f"step {c['step']} (token {c['token']}), {_age(c.get('written_at'), now)}"))
+        rows.append(("last checkpoint", f"step {c.step} (token {c.token}), {_age(c.written_at, now)}"))
     if state.rung:
         r = state.rung
-        rows.append(("rung", f"{r.get('index')}: batch {r['batch_size']}, input {r['input_size']}, "
-                             f"accumulation {r['accumulation']}"
-                             + (", act. checkpointing" if r.get("activation_checkpointing") else "")))
+        rows.append(("rung", f"{r.index}: batch {r.batch_size}, input {list(r.input_size)}, "
+                             f"accumulation {r.accumulation}"
+                             + (", act. checkpointing" if r.activation_checkpointing else "")))
     for oom in state.ooms:
-        rows.append(("oom", f"{oom['time']} on {oom['gpu']}: batch {oom['rung']['batch_size']}, input {oom['rung']['input_size']}"))
+        rows.append(("oom", f"{oom.time} on {oom.gpu}: batch {oom.rung.batch_size}, input {list(oom.rung.input_size)}"))
     for session in state.sessions:
-        end = f" → {session['ended_at']} ({session.get('end_reason')})" if session.get("ended_at") else ""
-        rows.append(("session", f"{session['id']} on {session['host']} ({session['gpu']}) {session['started_at']}{end}"))
+        end = f" → {session.ended_at} ({session.end_reason})" if session.ended_at else ""
+        rows.append(("session", f"{session.id} on {session.host} ({session.gpu}) {session.started_at}{end}"))
     rows.append(("heartbeat", _age(state.heartbeat_at, now)))
     for metric, best in sorted(state.best.items()):
-        rows.append((f"best {metric}", f"{best['value']:.4g} at step {int(best['step'])}"))
+        rows.append((f"best {metric}", f"{best.value:.4g} at step {best.step}"))
     if not state.exclusive_lease:
         rows.append(("warning", "this store has no exclusive create: two sessions could race for the job"))
     if state.error:

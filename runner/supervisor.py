@@ -16,26 +16,31 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from contract import events as ev
+from contract.config import Rung
+from contract.files import (ATTEMPT_CONFIG, ATTEMPT_STDERR, CHECKPOINTS_DIR, EVENTS_FILE, attempt_dir, checkpoint_name,
+                            sha256_of)
+from contract.manifest import Manifest
 from runner import layout
-from runner.attempt import attempt_config, write_attempt_config
-from runner.checkpoints import RemoteManifest, restore_candidates
+from runner.attempt import attempt_config, prepare_command
+from runner.checkpoints import restore_candidates
 from runner.deadline import deadline, session_start
-from runner.ladder import Rung
+from runner.lease import LeaseHolder
+from runner.policy import TAKEN_OVER, Action, next_action
 from runner.spec import JobSpec, dump_spec
-from runner.status import JobState, now_iso
+from runner.status import JobState, OomRecord, RungStatus, SessionRecord, now_iso
 from runner.store import JobStore, StoreError
-from runner.sync import LeaseHolder, Syncer, local_checkpoints
-from trainer.integrity import sha256_of
+from runner.sync import Syncer, local_checkpoints
 
 log = logging.getLogger("runner")
 
-EXIT_DONE, EXIT_OOM, EXIT_STOPPED = 0, 75, 76
 POLL_S = 0.2
-OOM_TEXT = "CUDA out of memory"
+STDERR_TAIL_BYTES = 64 * 1024  # enough for the last traceback, which is where the OOM text appears
 
 
 def gpu_name(device: str) -> str:
@@ -55,6 +60,12 @@ def new_session_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{host}-{os.getpid()}"
 
 
+def lease_ttl_s(sync_every_s: float) -> float:
+    """A lease outlives its holder by the same 3 sync intervals after which status says
+    `interrupted`: renewed on every tick, it only lapses when the session is gone."""
+    return 3 * sync_every_s
+
+
 class Supervisor:
     def __init__(self, spec: JobSpec, store: JobStore, workdir: Path, *, take_over: bool = False) -> None:
         self.spec = spec
@@ -68,9 +79,7 @@ class Supervisor:
         self.gpu = gpu_name(spec.train.device)
         self.ladder = spec.ladder()
         self.stop_requested = threading.Event()
-        # A lease outlives its holder by the same 3 sync intervals after which status says
-        # `interrupted`: renewed on every tick, it only lapses when the session is gone.
-        self.lease = LeaseHolder(store, self.session, 3 * spec.sync.every_seconds)
+        self.lease = LeaseHolder(store, self.session, lease_ttl_s(spec.sync.every_seconds))
         self.state = JobState(job=spec.name)
         self.syncer: Syncer | None = None
 
@@ -79,13 +88,17 @@ class Supervisor:
     def _load_state(self) -> None:
         data = self.store.get_bytes(layout.STATE)
         if data is not None:
-            self.state = JobState.model_validate_json(data)
+            try:
+                self.state = JobState.model_validate_json(data)
+            except ValidationError as error:
+                log.warning("state.json in the store is unreadable (%s); starting a fresh status",
+                            str(error).splitlines()[0])
         self.state.max_epochs = self.spec.train.max_epochs
         self.state.sync_every_s = self.spec.sync.every_seconds
         self.state.exclusive_lease = self.store.supports_exclusive_create
         self.state.session = self.session
-        self.state.sessions.append({"id": self.session, "host": socket.gethostname(), "gpu": self.gpu,
-                                    "started_at": now_iso(), "ended_at": None, "end_reason": None})
+        self.state.sessions.append(SessionRecord(id=self.session, host=socket.gethostname(), gpu=self.gpu,
+                                                 started_at=now_iso()))
 
     def _set_phase(self, phase: str, reason: str | None = None) -> None:
         self.state.phase = phase  # type: ignore[assignment]
@@ -98,12 +111,13 @@ class Supervisor:
                 log.warning("status not written yet (%s); the next tick retries", error)
 
     def _end_session(self, reason: str) -> None:
-        self.state.sessions[-1].update(ended_at=now_iso(), end_reason=reason)
+        session = self.state.sessions[-1]
+        session.ended_at, session.end_reason = now_iso(), reason
 
     # -- restore and data ------------------------------------------------------------------------
 
-    def _restore(self) -> Path | None:
-        """Download the newest remote checkpoint that verifies; older ones are the fallback."""
+    def _remote_manifests(self) -> list[Manifest]:
+        """Every manifest in the store that parses; a bad one is reported and skipped alone."""
         manifests = []
         for name in self.store.list(layout.CHECKPOINTS):
             parsed = layout.parse_checkpoint_name(name)
@@ -111,16 +125,21 @@ class Supervisor:
                 continue
             data = self.store.get_bytes(f"{layout.CHECKPOINTS}/{name}")
             try:
-                manifests.append(RemoteManifest(**json.loads(data or b"")))
-            except (ValueError, TypeError):
+                manifests.append(Manifest.model_validate_json(data or b""))
+            except ValidationError:
                 log.warning("checkpoints/%s: manifest is unreadable; skipped", name)
+        return manifests
+
+    def _restore(self) -> Path | None:
+        """Download the newest remote checkpoint that verifies; older ones are the fallback."""
+        manifests = self._remote_manifests()
         assert self.syncer is not None
         for manifest in manifests:
             self.syncer.uploads.manifests[manifest.step] = manifest
-        directory = self.workdir / "checkpoints"
+        directory = self.workdir / CHECKPOINTS_DIR
         directory.mkdir(parents=True, exist_ok=True)
         for manifest in restore_candidates(manifests):
-            name = f"step-{manifest.step:09d}.pt"
+            name = checkpoint_name(manifest.step)
             local = directory / name
             if not self.store.get_file(layout.checkpoint_key(manifest.step), local):
                 log.warning("checkpoints/%s is missing; trying an older checkpoint", name)
@@ -129,11 +148,10 @@ class Supervisor:
                 log.warning("checkpoints/%s does not match its manifest (truncated or corrupt); trying an older one", name)
                 local.unlink()
                 continue
-            sidecar = {k: v for k, v in asdict(manifest).items() if k != "token"}
-            local.with_suffix(".json").write_text(json.dumps(sidecar))
+            local.with_suffix(".json").write_bytes(manifest.model_copy(update={"token": None}).to_json())
             self.syncer.uploads.checkpoints.add(manifest.step)
             self._count_lost_work(manifest.step)
-            log.info("restored %s (step %d, epoch %d, token %d)", name, manifest.step, manifest.epoch, manifest.token)
+            log.info("restored %s (step %d, epoch %d, token %s)", name, manifest.step, manifest.epoch, manifest.token)
             return local
         return None
 
@@ -142,15 +160,11 @@ class Supervisor:
         redone = self.state.step - restored_step
         rung = self.state.rung
         if redone > 0 and rung and self.state.samples_per_s:
-            samples = redone * rung["batch_size"] * rung["accumulation"]
-            self.state.goodput["lost_s"] += samples / self.state.samples_per_s
+            samples = redone * rung.batch_size * rung.accumulation
+            self.state.goodput.lost_s += samples / self.state.samples_per_s
 
     def _prepare_data(self) -> tuple[Path, Path]:
-        data = self.spec.data
-        cmd = [sys.executable, "-m", "trainer", "prepare", "--source", data.source, "--root", data.root,
-               "--train-split", data.splits.train, "--valid-split", data.splits.valid,
-               "--frames", str(data.frames), "--valid-frames", str(data.valid_frames), "--seed", str(data.seed)]
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        result = subprocess.run(prepare_command(self.spec.data), capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"data preparation failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}")
         dirs = json.loads(result.stdout.strip().splitlines()[-1])
@@ -163,17 +177,19 @@ class Supervisor:
     # -- attempts ----------------------------------------------------------------------------------
 
     def _launch(self, attempt: int, rung: Rung, dirs: tuple[Path, Path], resume: Path | None) -> subprocess.Popen:
-        config = write_attempt_config(self.workdir, attempt, attempt_config(self.spec, rung, *dirs))
+        folder = attempt_dir(self.workdir, attempt)
+        config = folder / ATTEMPT_CONFIG
+        attempt_config(self.spec, rung, *dirs).save(config)
         cmd = [sys.executable, "-m", "trainer", "train", "--config", str(config), "--workdir", str(self.workdir)]
         if resume is not None:
             cmd += ["--resume", str(resume)]
-        stderr = (self.workdir / f"attempt-{attempt}" / "stderr.log").open("w")
+        stderr = (folder / ATTEMPT_STDERR).open("w")
         log.info("attempt %d on rung %s%s", attempt, rung.describe(), f", resuming {resume.name}" if resume else "")
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
 
     def _why_stop(self) -> str | None:
         if self.lease.lost.is_set():
-            return "taken over"
+            return TAKEN_OVER
         if self.syncer is not None and self.syncer.cancel_requested.is_set():
             return "cancelled"
         if self.stop_requested.is_set():
@@ -194,10 +210,8 @@ class Supervisor:
             time.sleep(POLL_S)
         return proc.returncode, asked
 
-    def _rung_record(self, index: int) -> dict:
-        rung = self.ladder[index]
-        return {"index": index, "batch_size": rung.batch_size, "input_size": list(rung.input_size),
-                "accumulation": rung.accumulation, "activation_checkpointing": rung.activation_checkpointing}
+    def _rung_status(self, index: int) -> RungStatus:
+        return RungStatus(index=index, **self.ladder[index].model_dump())
 
     def run(self) -> int:
         """The whole session; returns the runner's exit code (0 also for a paused job)."""
@@ -213,12 +227,12 @@ class Supervisor:
         try:
             t = time.monotonic()
             resume = self._restore()
-            goodput["restoring_s"] += time.monotonic() - t
+            goodput.restoring_s += time.monotonic() - t
             self._set_phase("preparing")
             self.syncer.start()
             t = time.monotonic()
             dirs = self._prepare_data()
-            goodput["preparing_s"] += time.monotonic() - t
+            goodput.preparing_s += time.monotonic() - t
             return self._attempts(dirs, resume)
         except Exception as error:
             self.state.error = [f"{type(error).__name__}: {error}"]
@@ -235,63 +249,66 @@ class Supervisor:
                 self.lease.release()
 
     def _attempts(self, dirs: tuple[Path, Path], resume: Path | None) -> int:
-        index = self.state.rungs_by_gpu.get(self.gpu, 0)
-        index = min(index, len(self.ladder) - 1)
+        """Launch attempts and carry out what `policy.next_action` decides after each."""
+        index = min(self.state.rungs_by_gpu.get(self.gpu, 0), len(self.ladder) - 1)
         restarts = 0
         while True:
             self.state.attempt += 1
-            self.state.rung = self._rung_record(index)
+            self.state.rung = self._rung_status(index)
             self._set_phase("running")
             started = time.monotonic()
             proc = self._launch(self.state.attempt, self.ladder[index], dirs, resume)
             code, asked = self._watch(proc)
-            self.state.goodput["training_s"] += time.monotonic() - started
+            self.state.goodput.training_s += time.monotonic() - started
             assert self.syncer is not None
             self.syncer.fold_events()
             resume = self._newest_local_checkpoint() or resume
-            stderr = (self.workdir / f"attempt-{self.state.attempt}" / "stderr.log").read_text(errors="replace")
+            stderr = self._stderr_tail(self.state.attempt)
+            action = next_action(code, stderr, index, self.ladder, restarts, self.spec.resources.max_restarts, asked)
+            exit_code = self._carry_out(action, index, stderr)
+            if exit_code is not None:
+                return exit_code
+            if action.crashed:
+                restarts += 1
+            index = action.rung_index
 
-            if asked == "taken over":
-                log.error("job %s was taken over by another session; this session wrote nothing after that",
-                          self.spec.name)
-                return 3
-            if code == EXIT_DONE:
-                self.state.rungs_by_gpu[self.gpu] = index
-                self.syncer.tick()  # weights and the last checkpoint go up before `done` is visible
-                self._end_session("done")
-                self._set_phase("done", self._done_reason())
-                return 0
-            if code == EXIT_STOPPED or asked:
-                self.state.rungs_by_gpu[self.gpu] = index
-                phase = "cancelled" if asked == "cancelled" else "paused"
-                self._end_session(asked or "stopped")
-                self._set_phase(phase, asked or "stopped")
-                return 0
-            if code == EXIT_OOM or OOM_TEXT in stderr:
-                self.state.ooms.append({"time": now_iso(), "gpu": self.gpu, "rung": self._rung_record(index)})
-                if index + 1 >= len(self.ladder):
-                    self._end_session("failed")
-                    self._set_phase("failed", f"CUDA out of memory on the last rung ({self.ladder[index].describe()}); "
-                                              "add smaller oom.batch_sizes or oom.input_sizes")
-                    return 1
-                index += 1
-                self.state.rungs_by_gpu[self.gpu] = index
-                log.warning("CUDA out of memory: stepping down to rung %d (%s)", index, self.ladder[index].describe())
-                continue
-            restarts += 1
+    def _carry_out(self, action: Action, index: int, stderr: str) -> int | None:
+        """Record the action in the status; the runner's exit code when the session ends on it.
+
+        `index` is the rung the attempt ran on; `action.rung_index` the one the next would run on.
+        """
+        if action.oom:
+            self.state.ooms.append(OomRecord(time=now_iso(), gpu=self.gpu, rung=self._rung_status(index)))
+        if action.crashed:
             self.state.restarts += 1
             self.state.error = stderr.strip().splitlines()[-8:]
-            if restarts > self.spec.resources.max_restarts:
-                self._end_session("failed")
-                self._set_phase("failed", f"trainer crashed {restarts} times (exit {code}); see the error in status")
-                return 1
-            log.warning("trainer exited with %d; restart %d of %d from the newest checkpoint",
-                        code, restarts, self.spec.resources.max_restarts)
+        if action.kind == "taken_over":
+            log.error("job %s was taken over by another session; this session wrote nothing after that",
+                      self.spec.name)
+            return int(action.runner_exit)
+        if action.kind in ("step_down", "restart"):
+            if action.kind == "step_down":
+                self.state.rungs_by_gpu[self.gpu] = action.rung_index
+            log.warning("%s", action.message)
+            return None
+        if action.kind in ("done", "pause"):
+            self.state.rungs_by_gpu[self.gpu] = action.rung_index
+        if action.kind == "done":
+            assert self.syncer is not None
+            self.syncer.tick()  # weights and the last checkpoint go up before `done` is visible
+            self._end_session("done")
+            self._set_phase("done", self._done_reason())
+        else:
+            self._end_session(action.message if action.kind == "pause" else "failed")
+            self._set_phase(action.phase, action.message)
+        return int(action.runner_exit)
+
+    def _stderr_tail(self, attempt: int) -> str:
+        path = attempt_dir(self.workdir, attempt) / ATTEMPT_STDERR
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - STDERR_TAIL_BYTES))
+            return f.read().decode(errors="replace")
 
     def _done_reason(self) -> str:
-        path = self.workdir / "events.jsonl"
-        for line in reversed(path.read_text().splitlines() if path.exists() else []):
-            event = json.loads(line)
-            if event.get("kind") == "done":
-                return str(event.get("reason"))
-        return "finished"
+        done = ev.last_event(self.workdir / EVENTS_FILE, ev.DONE)
+        return str(done.get("reason")) if done else "finished"

@@ -9,98 +9,29 @@ is written.
 
 from __future__ import annotations
 
-import json
 import logging
-import socket
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from pydantic import ValidationError
 
+from contract.events import EventReader
+from contract.files import CHECKPOINTS_DIR, EVENTS_FILE, TENSORBOARD_DIR, TRAINER_LOG, WEIGHTS_DIR, list_checkpoints
+from contract.manifest import Manifest
 from runner import layout
-from runner.checkpoints import RemoteManifest, to_delete
-from runner.lease import Lease, decide_acquire, next_number, prunable
-from runner.status import JobState, apply_events, now_iso
+from runner.checkpoints import to_delete
+from runner.lease import LeaseHolder, LeaseLost
+from runner.status import JobState, LastCheckpoint, apply_events, now_iso
 from runner.store import JobStore, StoreError
 
 log = logging.getLogger("runner")
 
-LOG_FILES = ("trainer.log", "events.jsonl")
-
-
-class LeaseLost(RuntimeError):
-    """Another session created the next lease object: this one must stop writing."""
-
-
-class LeaseRefused(RuntimeError):
-    """The job is held by another live session (the message says who and until when)."""
-
-
-@dataclass
-class LeaseHolder:
-    """This session's claim on the job; `token` is the fencing token its writes carry."""
-
-    store: JobStore
-    session: str
-    ttl_s: float
-    token: int = 0
-    lost: threading.Event = field(default_factory=threading.Event)
-
-    def _numbers(self) -> list[int]:
-        return [n for n in (layout.parse_lease_name(name) for name in self.store.list(layout.LEASES)) if n is not None]
-
-    def _newest(self) -> Lease | None:
-        numbers = self._numbers()
-        if not numbers:
-            return None
-        data = self.store.get_bytes(layout.lease_key(max(numbers)))
-        try:
-            record = json.loads(data or b"")
-            return Lease(number=max(numbers), owner=record["owner"], host=record["host"],
-                         expires_at=record["expires_at"])
-        except (ValueError, KeyError, TypeError):
-            # Deleted or still being written (a store without atomic create): held, by an unknown
-            # session, for one more lease period, so nobody takes it over on a half-written file.
-            return Lease(number=max(numbers), owner="unknown", host="unknown", expires_at=time.time() + self.ttl_s)
-
-    def _create(self, number: int, ttl_s: float | None = None) -> bool:
-        ttl = self.ttl_s if ttl_s is None else ttl_s
-        record = {"owner": self.session, "host": socket.gethostname(), "expires_at": time.time() + ttl,
-                  "created_at": now_iso()}
-        return self.store.create_exclusive(layout.lease_key(number), json.dumps(record).encode())
-
-    def acquire(self, take_over: bool, attempts: int = 5) -> str:
-        """Create the next lease number. Losing the create to a renewal of the holder (or to
-        another newcomer) means reading the newest lease again and deciding again."""
-        for _ in range(attempts):
-            newest = self._newest()
-            decision = decide_acquire(newest, self.session, time.time(), take_over)
-            if not decision.allowed:
-                raise LeaseRefused(decision.message)
-            number = next_number(newest)
-            if self._create(number):
-                self.token = number
-                return decision.message
-        raise LeaseRefused(f"the lease changed hands {attempts} times while this session tried to take it; try again")
-
-    def renew(self) -> None:
-        if self.lost.is_set():
-            raise LeaseLost(f"lease {self.token} was taken over")
-        if not self._create(self.token + 1):
-            self.lost.set()
-            raise LeaseLost(f"another session created lease {self.token + 1}: this job was taken over")
-        self.token += 1
-        for old in prunable(self._numbers()):
-            self.store.delete(layout.lease_key(old))
-
-    def release(self) -> None:
-        """End the claim with an already-expired lease, so the next session need not wait."""
-        if not self.lost.is_set() and self._create(self.token + 1, ttl_s=0.0):
-            self.token += 1
+LOG_FILES = (TRAINER_LOG, EVENTS_FILE)
 
 
 @dataclass
@@ -108,7 +39,7 @@ class Uploads:
     """What this session knows is in the store; the queue is the work dir minus this."""
 
     checkpoints: set[int] = field(default_factory=set)
-    manifests: dict[int, RemoteManifest] = field(default_factory=dict)
+    manifests: dict[int, Manifest] = field(default_factory=dict)
     log_offsets: dict[str, int] = field(default_factory=dict)
     log_parts: dict[str, int] = field(default_factory=dict)
     file_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -116,15 +47,7 @@ class Uploads:
 
 def local_checkpoints(workdir: Path) -> list[tuple[int, Path]]:
     """(step, path) of the work dir's checkpoints that have their manifest, oldest first."""
-    directory = workdir / "checkpoints"
-    if not directory.is_dir():
-        return []
-    found = []
-    for path in directory.iterdir():
-        parsed = layout.parse_checkpoint_name(path.name)
-        if parsed and parsed[1] == "pt" and path.with_suffix(".json").exists():
-            found.append((parsed[0], path))
-    return sorted(found)
+    return list_checkpoints(workdir / CHECKPOINTS_DIR)
 
 
 class Syncer:
@@ -144,7 +67,7 @@ class Syncer:
         self.lock = threading.RLock()
         self.cancel_requested = threading.Event()
         self.failures = 0
-        self._events_read = 0  # bytes of events.jsonl already folded into the status
+        self._events = EventReader(workdir / EVENTS_FILE)  # tails: only what was appended is read
         self._scheduler: BackgroundScheduler | None = None
 
     # -- the timer -------------------------------------------------------------------------------
@@ -177,8 +100,8 @@ class Syncer:
                 self.fold_events()
                 self._upload_checkpoints()
                 self._upload_logs()
-                self._upload_files("tensorboard")
-                self._upload_files("weights")
+                self._upload_files(TENSORBOARD_DIR)
+                self._upload_files(WEIGHTS_DIR)
                 self._prune_remote()
                 if self.store.exists(layout.CANCEL):
                     self.cancel_requested.set()
@@ -205,16 +128,7 @@ class Syncer:
 
     def fold_events(self) -> None:
         """New trainer events into the status: progress, metrics, bests."""
-        path = self.workdir / "events.jsonl"
-        if not path.exists():
-            return
-        with path.open("rb") as f:  # only what was appended since the last tick
-            f.seek(self._events_read)
-            chunk = f.read()
-        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits
-        self._events_read += len(complete)
-        new = [json.loads(line) for line in complete.decode("utf-8").splitlines()]
-        apply_events(self.state, new)
+        apply_events(self.state, self._events.read_new())
 
     def _upload_checkpoints(self) -> None:
         """Oldest first; the data object, its size checked, then the manifest with the token."""
@@ -222,25 +136,25 @@ class Syncer:
             if step in self.uploads.checkpoints:
                 continue
             try:
-                local = json.loads(path.with_suffix(".json").read_text())
+                local = Manifest.read(path.with_suffix(".json"))
                 self.store.put_file(path, layout.checkpoint_key(step))
             except FileNotFoundError:
                 continue  # pruned by the trainer meanwhile: a newer one follows
+            except ValidationError as error:
+                log.warning("%s: the trainer's manifest is unreadable (%s); not uploaded", path.name, error)
+                self.uploads.checkpoints.add(step)
+                continue
             remote_size = self.store.size(layout.checkpoint_key(step))
-            if remote_size != local["size"]:
-                raise StoreError(f"{layout.checkpoint_key(step)}: uploaded {remote_size} bytes, expected {local['size']}")
-            manifest = RemoteManifest(
-                step=step, epoch=local["epoch"], position=local["position"], size=local["size"],
-                sha256=local["sha256"], token=self.lease.token, written_at=local["written_at"],
-                metrics=local.get("metrics", {}),
-            )
-            self.store.put_bytes(layout.manifest_key(step), json.dumps(asdict(manifest), indent=1).encode())
+            if remote_size != local.size:
+                raise StoreError(f"{layout.checkpoint_key(step)}: uploaded {remote_size} bytes, expected {local.size}")
+            manifest = local.model_copy(update={"token": self.lease.token})
+            self.store.put_bytes(layout.manifest_key(step), manifest.to_json())
             self.uploads.checkpoints.add(step)
             self.uploads.manifests[step] = manifest
-            self.state.last_checkpoint = {
-                "step": step, "token": self.lease.token,
-                "written_at": datetime.fromtimestamp(local["written_at"], tz=timezone.utc).isoformat(timespec="seconds"),
-            }
+            self.state.last_checkpoint = LastCheckpoint(
+                step=step, token=self.lease.token,
+                written_at=datetime.fromtimestamp(local.written_at, tz=timezone.utc).isoformat(timespec="seconds"),
+            )
 
     def _upload_logs(self) -> None:
         """New complete lines only, as numbered parts: a long log is never re-uploaded whole."""
@@ -271,12 +185,12 @@ class Syncer:
             signature = (stat.st_size, stat.st_mtime_ns)
             if self.uploads.file_sizes.get(relative) == signature:
                 continue
-            key = relative if folder == "weights" else layout.log_key(self.session, relative)
+            key = relative if folder == WEIGHTS_DIR else layout.log_key(self.session, relative)
             self.store.put_file(path, key)
             self.uploads.file_sizes[relative] = signature
 
     def _prune_remote(self) -> None:
-        best_steps = [int(b["step"]) for b in self.state.best.values()]
+        best_steps = [b.step for b in self.state.best.values()]
         for manifest in to_delete(self.uploads.manifests.values(), self.keep_last, best_steps):
             self.store.delete(layout.manifest_key(manifest.step))  # the manifest first
             self.store.delete(layout.checkpoint_key(manifest.step))

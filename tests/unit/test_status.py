@@ -20,17 +20,42 @@ def test_running_with_a_stale_heartbeat_is_interrupted() -> None:
     assert effective_phase(state, NOW) == "paused"
 
 
-def test_events_fold_into_progress_and_bests() -> None:
+def test_events_fold_into_progress_and_the_trainers_bests() -> None:
     state = JobState(job="j", max_epochs=10)
+    loss = {"value": 0.5, "epoch": 0.0, "step": 10.0}
     apply_events(state, [
         {"kind": "start", "epoch": 0, "step": 0},
         {"kind": "progress", "epoch": 0, "step": 5, "samples_per_s": 12.5, "eta_s": 300},
-        {"kind": "epoch", "epoch": 0, "step": 10, "metrics": {"val_loss": 0.5, "val_evalai": 0.2}},
-        {"kind": "epoch", "epoch": 1, "step": 20, "metrics": {"val_loss": 0.6, "val_evalai": 0.3}},
-        {"kind": "epoch", "epoch": 2, "step": 30, "metrics": {"val_loss": float("nan"), "val_evalai": 0.1}},
+        {"kind": "epoch", "epoch": 0, "step": 10, "metrics": {"val_loss": 0.5}, "best": {"val_loss": loss}},
+        {"kind": "epoch", "epoch": 1, "step": 20, "metrics": {"val_loss": 0.6, "val_evalai": 0.3},
+         "best": {"val_loss": loss, "val_evalai": {"value": 0.3, "epoch": 1.0, "step": 20.0}}},
+        {"kind": "epoch", "epoch": 2, "step": 30, "metrics": {"val_loss": float("nan")}},
     ])
     assert (state.epoch, state.step, state.samples_per_s, state.eta_s) == (3, 30, 12.5, 300)
-    assert state.best == {"val_loss": {"value": 0.5, "step": 10.0}, "val_evalai": {"value": 0.3, "step": 20.0}}
+    best = status_document(state, NOW)["best"]
+    assert {metric: (b["value"], b["step"]) for metric, b in best.items()} == {"val_loss": (0.5, 10), "val_evalai": (0.3, 20)}
+
+
+def test_status_json_keys_are_the_documented_ones() -> None:
+    """The README's `runner status --json` keys: they may grow, never be renamed or removed."""
+    state = JobState(job="j", rung={"index": 1, "batch_size": 2, "input_size": [720, 405], "accumulation": 2,
+                                    "activation_checkpointing": True},
+                     ooms=[{"time": "t", "gpu": "T4", "rung": {"index": 0, "batch_size": 4, "input_size": [720, 405]}}],
+                     sessions=[{"id": "s", "host": "h", "gpu": "T4", "started_at": "t"}],
+                     last_checkpoint={"step": 7, "token": 3, "written_at": "t"},
+                     best={"val_loss": {"value": 0.5, "step": 10}})
+    document = status_document(state, NOW)
+    assert set(document) == {
+        "job", "phase", "reason", "epoch", "max_epochs", "step", "samples_per_s", "eta_s", "rung", "rungs_by_gpu",
+        "ooms", "sessions", "session", "attempt", "restarts", "last_checkpoint", "heartbeat_at", "sync_every_s",
+        "exclusive_lease", "best", "goodput", "error"}
+    rung_keys = {"index", "batch_size", "input_size", "accumulation", "activation_checkpointing"}
+    assert set(document["rung"]) == rung_keys and set(document["ooms"][0]["rung"]) == rung_keys
+    assert set(document["ooms"][0]) == {"time", "gpu", "rung"}
+    assert set(document["sessions"][0]) == {"id", "host", "gpu", "started_at", "ended_at", "end_reason"}
+    assert set(document["last_checkpoint"]) == {"step", "token", "written_at"}
+    assert set(document["best"]["val_loss"]) == {"value", "step"}
+    assert set(document["goodput"]) == {"training_s", "restoring_s", "preparing_s", "lost_s"}
 
 
 def test_unknown_fields_are_kept_for_newer_readers() -> None:

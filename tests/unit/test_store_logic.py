@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from runner import layout
-from runner.checkpoints import RemoteManifest, restore_candidates, to_delete
+from contract.manifest import Manifest
+from runner.checkpoints import restore_candidates, to_delete
 from runner.deadline import boot_time, deadline, session_start
 from runner.lease import Lease, decide_acquire, next_number, prunable
 
@@ -45,8 +46,8 @@ def test_names_from_listings_are_parsed_strictly() -> None:
     assert layout.parse_lease_name("42.json") is None
 
 
-def manifest(step: int, token: int) -> RemoteManifest:
-    return RemoteManifest(step=step, epoch=0, position=0, size=1, sha256="x", token=token, written_at=0.0)
+def manifest(step: int, token: int) -> Manifest:
+    return Manifest(step=step, epoch=0, position=0, size=1, sha256="x", token=token, written_at=0.0)
 
 
 def test_restore_orders_by_token_then_step() -> None:
