@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ENV, events, prepare_frames, write_spec  # noqa: E402
+from bench.common import ENV, prepare_frames, write_spec  # noqa: E402
+from contract.events import read_events  # noqa: E402
 
 
 def first_step_after(cmd: list[str], work: Path) -> tuple[float, subprocess.Popen]:
@@ -30,7 +31,7 @@ def first_step_after(cmd: list[str], work: Path) -> tuple[float, subprocess.Pope
     path = work / "events.jsonl"
     while True:
         if path.exists():
-            progress = [e for e in events(path) if e["kind"] == "progress" and e["t"] > began]
+            progress = [e for e in read_events(path) if e["kind"] == "progress" and e["t"] > began]
             if progress:
                 return progress[0]["t"] - began, proc
         if proc.poll() is not None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
+
+from contract.events import read_events
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "PYTHONPATH": str(ROOT)}
@@ -36,11 +37,7 @@ def write_spec(path: Path, name: str, store: Path, data: Path, frames: int, vali
     return path
 
 
-def events(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def training_rate(events_path: Path) -> float:
     """Samples/s over the steady part of training: mean of the progress reports after the first."""
-    rates = [e["samples_per_s"] for e in events(events_path) if e["kind"] == "progress"][1:]
+    rates = [e["samples_per_s"] for e in read_events(events_path) if e["kind"] == "progress"][1:]
     return sum(rates) / len(rates)
