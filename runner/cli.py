@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from contract.codes import RunnerExit
+from contract.files import EVENTS_FILE, TRAINER_LOG
 from runner import layout
 from runner.deadline import deadline, session_start
 from runner.spec import JobSpec, SpecError, check_store_url, dump_spec, load_spec, parse_spec_text
@@ -275,7 +276,7 @@ def logs(
 ) -> None:
     """The trainer's log across all sessions, from the store."""
     job = _open_job(store_url, job_name)
-    name = "events.jsonl" if events else "trainer.log"
+    name = EVENTS_FILE if events else TRAINER_LOG
     printed: set[str] = set()
     while True:
         for key in _log_parts(job, name):

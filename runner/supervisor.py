@@ -23,8 +23,8 @@ from pydantic import ValidationError
 
 from contract import events as ev
 from contract.config import Rung
-from contract.files import (ATTEMPT_CONFIG, ATTEMPT_STDERR, CHECKPOINTS_DIR, EVENTS_FILE, attempt_dir, checkpoint_name,
-                            sha256_of)
+from contract.files import (ATTEMPT_CONFIG, ATTEMPT_STDERR, CHECKPOINTS_DIR, EVENTS_FILE, atomic_write, attempt_dir,
+                            checkpoint_name, sha256_of)
 from contract.manifest import Manifest
 from runner import layout
 from runner.attempt import attempt_config, prepare_command
@@ -148,7 +148,7 @@ class Supervisor:
                 log.warning("checkpoints/%s does not match its manifest (truncated or corrupt); trying an older one", name)
                 local.unlink()
                 continue
-            local.with_suffix(".json").write_bytes(manifest.model_copy(update={"token": None}).to_json())
+            atomic_write(local.with_suffix(".json"), manifest.model_copy(update={"token": None}).to_json())
             self.syncer.uploads.checkpoints.add(manifest.step)
             self._count_lost_work(manifest.step)
             log.info("restored %s (step %d, epoch %d, token %s)", name, manifest.step, manifest.epoch, manifest.token)
