@@ -37,6 +37,23 @@ def test_json_output_is_machine_readable() -> None:
     }
 
 
+def test_json_keys_are_stable() -> None:
+    """Keys may be added (train.compile was, issue 9), never renamed or removed."""
+    document = json.loads(run("validate", str(JOBS / "t4.yaml"), "--json").stdout)
+    spec = document["spec"]
+    assert set(document) == {"spec", "ladder"}
+    assert set(spec) == {"name", "store", "data", "model", "train", "oom", "checkpoint", "sync", "session", "resources"}
+    assert set(spec["data"]) == {"source", "root", "splits", "frames", "valid_frames", "seed", "num_workers"}
+    assert set(spec["model"]) == {"arch", "num_keypoints", "pretrained"}
+    assert set(spec["train"]) == {"batch_size", "input_size", "stride", "sigma", "lr", "max_epochs",
+                                  "early_stopping_epochs", "reduce_lr_factor", "reduce_lr_patience", "amp", "seed",
+                                  "device", "deterministic", "compile"}
+    assert set(spec["checkpoint"]) == {"every_minutes", "every_epochs", "keep_last"}
+    assert set(spec["resources"]) == {"gpus", "max_restarts"}
+    assert all(set(rung) == {"batch_size", "input_size", "accumulation", "activation_checkpointing"}
+               for rung in document["ladder"])
+
+
 def test_broken_spec_exits_2_naming_each_field(tmp_path: Path) -> None:
     spec = tmp_path / "bad.yaml"
     spec.write_text("name: Bad Name\ntrain:\n  bach_size: 4\n  lr: -1\nmodel: {arch: vgg}\n")
