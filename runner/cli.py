@@ -21,7 +21,7 @@ from contract.codes import RunnerExit
 from contract.files import EVENTS_FILE, TRAINER_LOG
 from runner import layout
 from runner.deadline import deadline, session_start
-from runner.spec import JobSpec, SpecError, check_store_url, dump_spec, load_spec, parse_spec_text
+from runner.spec import JobSpec, SpecError, check_store_url, dump_spec, load_spec, parse_spec_text, same_spec
 from runner.status import JobState, describe, effective_phase, status_document
 from runner.store import JobStore, Store, StoreError
 from runner.supervisor import Supervisor
@@ -149,7 +149,7 @@ def submit(
     url = _store_url(store_url, spec)
     job = _open_store(url).job(spec.name)
     stored = job.get_bytes(layout.SPEC)
-    if stored is not None and not _same_spec(stored, spec) and not force_spec:
+    if stored is not None and not same_spec(stored, spec) and not force_spec:
         err.print(f"job {spec.name} already exists in {url} with a different spec; resubmit the same spec to "
                   "resume it, `runner attach` it, or pass --force-spec to replace the spec", highlight=False)
         raise typer.Exit(EXIT_INVALID)
@@ -173,15 +173,6 @@ def submit(
                   f"follow it with `runner status {spec.name} --store {url}`", highlight=False)
         return
     _supervise(spec, job, workdir, take_over)
-
-
-def _same_spec(stored: bytes, spec: JobSpec) -> bool:
-    """Compared as resolved specs, not text: a field added since (with its default) or another key
-    order is the same job; a stored spec that no longer parses is not."""
-    try:
-        return parse_spec_text(stored.decode(errors="replace")) == spec
-    except SpecError:
-        return False
 
 
 def _session_left_minutes(spec: JobSpec) -> float:

@@ -361,6 +361,16 @@ def parse_spec_text(text: str, source: str = "spec") -> JobSpec:
     return parse_spec(data, source)
 
 
+def same_spec(stored: bytes, spec: JobSpec) -> bool:
+    """Whether a stored spec is this job's. Compared resolved, not as text: a field added since
+    (with its default) or another key order is the same job; a stored spec that no longer
+    parses is not."""
+    try:
+        return parse_spec_text(stored.decode(errors="replace")) == spec
+    except SpecError:
+        return False
+
+
 def dump_spec(spec: JobSpec) -> str:
     """The resolved spec as YAML, every default written out, for printing and for the store."""
     return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, default_flow_style=None)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner.spec import SpecError, dump_spec, load_spec, parse_spec, parse_spec_text
+from runner.spec import SpecError, dump_spec, load_spec, parse_spec, parse_spec_text, same_spec
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 
@@ -152,3 +152,12 @@ def test_t4_job_carries_the_colab_settings() -> None:
     assert spec.data.num_workers == 2 and spec.train.amp and spec.train.max_epochs == 200
     assert spec.train.early_stopping_epochs == 32 and spec.train.lr == 1e-4
     assert spec.session.max_hours == 12 and spec.store.startswith("gs://")
+
+
+def test_a_stored_spec_without_a_newer_default_field_is_the_same_job() -> None:
+    spec = parse_spec({"name": "j"})
+    old = yaml.safe_load(dump_spec(spec))
+    del old["train"]["compile"]
+    assert same_spec(yaml.safe_dump(old).encode(), spec)
+    assert not same_spec(dump_spec(parse_spec({"name": "j", "train": {"lr": 0.5}})).encode(), spec)
+    assert not same_spec(b"name: [not, a, name]", spec)
