@@ -27,10 +27,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from trainer.data.keypoints import derive_keypoints, flip_keypoints  # noqa: E402
+from trainer.data.keypoints.derivation import derive_keypoints  # noqa: E402
+from trainer.data.keypoints.table import flip_keypoints  # noqa: E402
 from trainer.data.loader import build_dataset, make_loader  # noqa: E402
 from trainer.data.soccernet import NATIVE_SIZE, read_split  # noqa: E402
-from trainer.data.synthetic import generate  # noqa: E402
+from trainer.data.synthetic.generate import generate  # noqa: E402
 from trainer.data.transforms import scale_keypoints  # noqa: E402
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from trainer.checkpoint import BackgroundWriter
 from trainer.model.metamodel import HeatmapModel
-from trainer.training_state import capture
+from trainer.training.checkpoint import BackgroundWriter
+from trainer.training.state import capture
 
 
 def make_batch(batch: int, width: int, height: int, device: torch.device) -> dict:

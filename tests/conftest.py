@@ -1,4 +1,5 @@
-"""Shared fixtures: a fake GCS server for the session, and a store URL on each backend."""
+"""Shared fixtures: a fake GCS server for the session, and a store URL on each backend; and the
+`gpu` marker's skip where there is no CUDA device."""
 
 from __future__ import annotations
 
@@ -9,6 +10,20 @@ from pathlib import Path
 import pytest
 
 from tests.gcs_emulator import EmulatorUnavailable, GcsEmulator
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` need CUDA: without a device they are skipped, saying so."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    import torch  # only when a gpu test was collected: the runner's tests run without torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in gpu_items:
+        item.add_marker(skip)
 
 
 def started_emulator(root: Path | None = None) -> GcsEmulator:

@@ -1,0 +1,11 @@
+"""The HRNet keypoint trainer for SoccerNet camera calibration (DESIGN §2, §8).
+
+Lives here: ``__main__`` (every ``python -m trainer`` subcommand), ``training/`` (one attempt
+under the runner contract), ``model/`` (network and loss), ``data/`` (SoccerNet frames, keypoints,
+loaders, synthetic frames) and ``evaluation/`` (keypoints from heatmaps, metrics, cameras, the
+challenge score).
+
+Imports ``contract`` for all it shares with the supervisor: exit codes, work-dir file names, the
+checkpoint manifest, events and the attempt config. Must not import ``runner``: the trainer never
+sees the store, and the supervisor meets it only through files, the exit code and signals.
+"""

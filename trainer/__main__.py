@@ -1,7 +1,8 @@
 """`python -m trainer`: the trainer's command line.
 
-One argparse sub-command per job (synth, keypoints, prepare, train, ...), so the runner starts
-every part of the trainer the same way and each part stays testable alone.
+One argparse sub-command per job (synth, keypoints, prepare, calibrate, score, train), so the
+runner starts every part of the trainer the same way and each part stays testable alone. Every
+command's arguments and output live here; the rooms below hold only library functions.
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ import sys
 from pathlib import Path
 
 from trainer.data.cache import load_keypoints
-from trainer.data.keypoints import INVISIBLE, UNKNOWN, VISIBLE, keypoints_to_json
+from trainer.data.download import DownloadError
+from trainer.data.keypoints.table import INVISIBLE, UNKNOWN, VISIBLE, keypoints_to_json
 from trainer.data.prepare import DataNotFound, prepare
-from trainer.data.soccernet import DownloadError, read_split
-from trainer.data.synthetic import generate
-from trainer.scoring import calibrate_add_arguments, calibrate_run, score_add_arguments, score_run
+from trainer.data.soccernet import read_split
+from trainer.data.synthetic.generate import generate
+from trainer.evaluation.camera import DEFAULT_MIN_CONFIDENCE
+from trainer.evaluation.challenge import CHALLENGE_THRESHOLD_PX
+from trainer.evaluation.pool import available_cpus
+from trainer.evaluation.scoring import DEFAULT_THRESHOLDS, calibrate_file, score_folder
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -57,10 +62,44 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    from trainer.train import main as train_main  # torch and the data stack load only for training
+def _calibrate(args: argparse.Namespace) -> int:
+    if not args.keypoints.is_file():
+        print(f"calibrate: {args.keypoints} is not a file", file=sys.stderr)
+        return 2
+    counts = calibrate_file(args.keypoints, args.out, args.width, args.height, args.min_confidence, args.workers)
+    print(
+        f"calibrate: {counts['frames']} frames, {counts['cameras']} cameras written, "
+        f"{counts['without_camera']} without a plausible camera, {counts['malformed']} malformed lines -> {args.out}"
+    )
+    return 0
 
-    return train_main(args)
+
+def _score(args: argparse.Namespace) -> int:
+    for folder in (args.pred_dir, args.gt_dir):
+        if not folder.is_dir():
+            print(f"score: {folder} is not a folder", file=sys.stderr)
+            return 2
+    thresholds = (args.threshold, *(t for t in DEFAULT_THRESHOLDS if t != args.threshold))
+    result = score_folder(args.pred_dir, args.gt_dir, thresholds, args.width, args.height, args.workers)
+    if result["frames"] == 0:
+        print(f"score: no readable NNNNN.json annotations in {args.gt_dir}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    rows = [("frames", str(result["frames"])), ("missed", str(result["missed"]))]
+    rows += [(key, f"{value:.4f}") for key, value in result.items() if key not in ("frames", "missed", "combined")]
+    rows.append((f"combined (completeness x accuracy@{args.threshold:g})", f"{result['combined']:.4f}"))
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value:>8}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from trainer.training.loop import run_training  # torch and the data stack load only for training
+
+    return run_training(args.config, args.workdir, args.resume)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,12 +132,33 @@ def build_parser() -> argparse.ArgumentParser:
     prep.set_defaults(run=_prepare)
 
     calibrate = commands.add_parser("calibrate", help="estimate cameras (SoccerNet JSON) from keypoints")
-    calibrate_add_arguments(calibrate)
-    calibrate.set_defaults(run=calibrate_run)
+    calibrate.add_argument(
+        "keypoints", type=Path, help='JSON lines: {"frame": "00012", "keypoints": [57 x [x, y(, conf)] or null]}'
+    )
+    calibrate.add_argument("--out", type=Path, required=True, help="folder for camera_<frame>.json")
+    calibrate.add_argument("--width", type=int, default=960, help="image width the keypoints are in pixels of")
+    calibrate.add_argument("--height", type=int, default=540)
+    calibrate.add_argument(
+        "--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE,
+        help=f"ignore keypoints less confident than this (default {DEFAULT_MIN_CONFIDENCE})",
+    )
+    calibrate.add_argument(
+        "--workers", type=int, default=None, help=f"processes (default: the CPUs, {available_cpus()})"
+    )
+    calibrate.set_defaults(run=_calibrate)
 
     score = commands.add_parser("score", help="score camera predictions against annotations (challenge metric)")
-    score_add_arguments(score)
-    score.set_defaults(run=score_run)
+    score.add_argument("pred_dir", type=Path, help="folder of camera_NNNNN.json predictions")
+    score.add_argument("gt_dir", type=Path, help="folder of NNNNN.json annotations")
+    score.add_argument(
+        "--threshold", type=float, default=CHALLENGE_THRESHOLD_PX,
+        help="pixels at 960x540 for the combined score (default 5, the challenge's); 10 and 20 px are shown too",
+    )
+    score.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    score.add_argument("--width", type=int, default=960)
+    score.add_argument("--height", type=int, default=540)
+    score.add_argument("--workers", type=int, default=None, help=f"processes (default: the CPUs, {available_cpus()})")
+    score.set_defaults(run=_score)
 
     train = commands.add_parser("train", help="train the keypoint model (the runner's attempt contract)")
     train.add_argument("--config", type=Path, required=True, help="resolved attempt config (YAML)")

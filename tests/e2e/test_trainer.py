@@ -17,13 +17,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainer.checkpoint import list_checkpoints, load_checkpoint
-from trainer.config import TrainerConfig
-from trainer.events import read_events
+from contract.codes import FAULT_CRASH_AT_STEP, FAULT_OOM_ABOVE, TrainerExit
+from contract.config import AttemptConfig
+from contract.events import read_events
+from contract.files import list_checkpoints
+from trainer.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.e2e
 
-EXIT_OOM, EXIT_STOPPED = 75, 76
+
+def checkpoint_paths(work: Path) -> list[Path]:
+    return [path for _, path in list_checkpoints(work / "checkpoints")]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +52,7 @@ def make_config(data: Path, path: Path, **overrides: object) -> Path:
     for dotted, value in overrides.items():
         section, key = dotted.split(".")
         document[section][key] = value
-    config = TrainerConfig.model_validate(document)
+    config = AttemptConfig.model_validate(document)
     config.save(path)
     return path
 
@@ -102,7 +106,9 @@ def test_training_writes_the_contract_and_lowers_the_loss(uninterrupted: Path) -
     assert epochs[-1]["metrics"]["train_loss"] < epochs[0]["metrics"]["train_loss"]
     for key in ("val_loss", "val_evalai", "val_pck@5"):
         assert key in epochs[-1]["metrics"]
-    checkpoints = list_checkpoints(work / "checkpoints")
+    best = epochs[-1]["best"]["val_loss"]  # the supervisor takes best metrics from here
+    assert best["value"] == min(e["metrics"]["val_loss"] for e in epochs) and set(best) == {"value", "epoch", "step"}
+    checkpoints = checkpoint_paths(work)
     assert checkpoints and all(p.with_suffix(".json").exists() for p in checkpoints)
     state, manifest = load_checkpoint(checkpoints[-1])
     assert state["finished"] == "max_epochs" and manifest.epoch == 3
@@ -122,7 +128,7 @@ def test_exact_resume_after_repeated_sigkill(data: Path, uninterrupted: Path, tm
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1
-        resume = list_checkpoints(tmp_path / "checkpoints")[-1]
+        resume = checkpoint_paths(tmp_path)[-1]
     result = train(config, tmp_path, resume=resume)
     assert result.returncode == 0, result.stderr
     assert kills == 3 and kinds(tmp_path).count("start") == 4
@@ -140,51 +146,51 @@ def test_sigterm_saves_and_exits_76(data: Path, tmp_path: Path) -> None:
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=120) == EXIT_STOPPED
+    assert proc.wait(timeout=120) == TrainerExit.STOPPED
     events = read_events(tmp_path / "events.jsonl")
     assert events[-1]["kind"] == "done" and events[-1]["reason"] == "stopped"
-    newest = list_checkpoints(tmp_path / "checkpoints")[-1]
+    newest = checkpoint_paths(tmp_path)[-1]
     state, _ = load_checkpoint(newest)
     assert state["position"]["step"] >= 1 and state["finished"] is None
 
 
 def test_injected_oom_exits_75_without_checkpoint(data: Path, tmp_path: Path) -> None:
     config = make_config(data, tmp_path / "config.yaml")
-    result = train(config, tmp_path, env={"TRAINER_FAULT_OOM_ABOVE": str(4 * 128 * 72 - 1)})
-    assert result.returncode == EXIT_OOM, result.stderr
+    result = train(config, tmp_path, env={FAULT_OOM_ABOVE: str(4 * 128 * 72 - 1)})
+    assert result.returncode == TrainerExit.OOM, result.stderr
     events = read_events(tmp_path / "events.jsonl")
     assert events[-1]["kind"] == "oom" and events[-1]["rung"]["batch_size"] == 4
-    assert list_checkpoints(tmp_path / "checkpoints") == []
+    assert checkpoint_paths(tmp_path) == []
 
 
 def test_oom_threshold_respects_activation_checkpointing(data: Path, tmp_path: Path) -> None:
     config = make_config(data, tmp_path / "config.yaml", **{
         "rung.activation_checkpointing": True, "train.max_epochs": 1})
-    result = train(config, tmp_path, env={"TRAINER_FAULT_OOM_ABOVE": str(4 * 128 * 72 - 1)})
+    result = train(config, tmp_path, env={FAULT_OOM_ABOVE: str(4 * 128 * 72 - 1)})
     assert result.returncode == 0, result.stderr  # the load is halved under checkpointing
 
 
 def test_injected_crash_is_an_error_exit(data: Path, tmp_path: Path) -> None:
     config = make_config(data, tmp_path / "config.yaml")
-    result = train(config, tmp_path, env={"TRAINER_FAULT_CRASH_AT_STEP": "2"})
-    assert result.returncode not in (0, EXIT_OOM, EXIT_STOPPED)
+    result = train(config, tmp_path, env={FAULT_CRASH_AT_STEP: "2"})
+    assert result.returncode not in set(TrainerExit)
     events = read_events(tmp_path / "events.jsonl")
     assert events[-1]["kind"] == "error" and "injected crash at step 2" in events[-1]["message"]
 
 
 def test_truncated_checkpoint_is_refused(uninterrupted: Path, data: Path, tmp_path: Path) -> None:
-    source = list_checkpoints(uninterrupted / "checkpoints")[0]
+    source = checkpoint_paths(uninterrupted)[0]
     broken = tmp_path / source.name
     broken.write_bytes(source.read_bytes()[:1000])
     broken.with_suffix(".json").write_text(source.with_suffix(".json").read_text())
     result = train(make_config(data, tmp_path / "config.yaml"), tmp_path / "work", resume=broken)
-    assert result.returncode not in (0, EXIT_OOM, EXIT_STOPPED)
+    assert result.returncode not in set(TrainerExit)
     assert "truncated" in result.stderr
 
 
 def test_resume_on_another_rung_finishes_the_epoch(data: Path, uninterrupted: Path, tmp_path: Path) -> None:
     """A checkpoint from batch 4 continues at batch 2 with accumulation 2 at the exact sample."""
-    mid_epoch = next(p for p in list_checkpoints(uninterrupted / "checkpoints")
+    mid_epoch = next(p for p in checkpoint_paths(uninterrupted)
                      if json.loads(p.with_suffix(".json").read_text())["position"] == 4)
     config = make_config(data, tmp_path / "config.yaml", **{
         "rung.batch_size": 2, "rung.accumulation": 2, "rung.input_size": [96, 64]})

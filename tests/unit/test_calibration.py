@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from SoccerNet.Evaluation.utils_calibration import Camera
 
-from trainer.calibration import PITCH_XYZ, estimate_camera
-from trainer.data.synthetic import render_frame
+from trainer.data.keypoints.table import XYZ
+from trainer.data.synthetic.generate import render_frame
+from trainer.evaluation.camera import estimate_camera
 
 W, H = 960, 540
 
@@ -23,7 +24,7 @@ def true_keypoints(camera_json: dict, width: int = W, height: int = H) -> np.nda
     camera = Camera(width, height)
     camera.from_json_parameters(camera_json)
     out = np.full((57, 3), np.nan)
-    for index, xyz in enumerate(PITCH_XYZ):
+    for index, xyz in enumerate(XYZ):
         p = camera.project_point(xyz)
         if p[2] > 0 and 0 <= p[0] <= width - 1 and 0 <= p[1] <= height - 1:
             out[index] = [p[0], p[1], 1.0]
@@ -34,7 +35,7 @@ def projections(camera_json: dict) -> np.ndarray:
     """Where a camera, read back the way SoccerNet's evaluation reads it, puts all 57 points."""
     camera = Camera(W, H)
     camera.from_json_parameters(camera_json)
-    return np.array([camera.project_point(xyz)[:2] for xyz in PITCH_XYZ])
+    return np.array([camera.project_point(xyz)[:2] for xyz in XYZ])
 
 
 def aim(camera_json: dict) -> float:

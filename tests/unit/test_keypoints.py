@@ -13,21 +13,25 @@ import numpy as np
 import pytest
 from SoccerNet.Evaluation.utils_calibration import Camera
 
-from trainer.data.keypoints import (
-    FLIP_INDEX,
-    KEYPOINTS,
+from trainer.data.keypoints.derivation import (
     KEYPOINTS_VERSION,
-    MIRROR_INDEX,
-    NUM_KEYPOINTS,
-    SYMMETRIC_PAIRS,
     derive_keypoints,
     derive_keypoints_with_sources,
-    flip_keypoints,
-    keypoints_to_json,
     needs_mirroring,
     resolve_left_right,
 )
-from trainer.data.synthetic import camera_looking_at, render_frame, render_view
+from trainer.data.keypoints.table import (
+    FLIP_INDEX,
+    KEYPOINTS,
+    MIRROR_INDEX,
+    NUM_KEYPOINTS,
+    SYMMETRIC_PAIRS,
+    flip_keypoints,
+    keypoints_to_json,
+)
+from trainer.data.synthetic.camera import camera_looking_at
+from trainer.data.synthetic.generate import render_frame
+from trainer.data.synthetic.render import render_view
 
 W, H = 960, 540
 MARGIN = 3.0

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from trainer.loss import gaussian_targets, heatmap_loss
+from trainer.model.loss import gaussian_targets, heatmap_loss
 
 
 def keypoints(*points: tuple[float, float, float]) -> torch.Tensor:

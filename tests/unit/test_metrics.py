@@ -16,16 +16,12 @@ from SoccerNet.Evaluation.utils_calibration import (
     scale_points,
 )
 
-from trainer.calibration import PITCH_XYZ
-from trainer.data.synthetic import render_frame
-from trainer.loss import gaussian_targets
-from trainer.metrics import (
-    _distances_to_polyline,
-    evalai_score,
-    frame_accuracies,
-    keypoint_metrics,
-    keypoints_from_heatmaps,
-)
+from trainer.data.keypoints.table import XYZ
+from trainer.data.synthetic.generate import render_frame
+from trainer.evaluation.challenge import _distances_to_polyline, evalai_score, frame_accuracies
+from trainer.evaluation.heatmaps import keypoints_from_heatmaps
+from trainer.evaluation.keypoint_metrics import keypoint_metrics
+from trainer.model.loss import gaussian_targets
 
 W, H = 960, 540
 
@@ -35,7 +31,7 @@ def true_keypoints(camera_json: dict) -> np.ndarray:
     camera = Camera(W, H)
     camera.from_json_parameters(camera_json)
     out = np.full((57, 3), np.nan)
-    for index, xyz in enumerate(PITCH_XYZ):
+    for index, xyz in enumerate(XYZ):
         p = camera.project_point(xyz)
         if p[2] > 0 and 0 <= p[0] <= W - 1 and 0 <= p[1] <= H - 1:
             out[index] = [p[0], p[1], 1.0]
@@ -205,16 +201,6 @@ def test_exact_keypoints_score_high_on_both_halves_and_the_centre(frames: list[t
         assert score["completeness"] >= 0.95, (side, score)
         assert score["accuracy@5"] >= 0.95, (side, score)
         assert score["evalai"] == pytest.approx(score["completeness"] * score["accuracy@5"])
-
-
-def test_pool_and_serial_agree_and_garbage_is_missed(frames: list[tuple[dict, dict]]) -> None:
-    keypoints = [true_keypoints(c) for _, c in frames[:48]]  # enough frames for two workers
-    keypoints[3] = np.full((57, 3), np.nan)
-    keypoints[4] = np.random.default_rng(1).uniform(0, 500, (57, 3))
-    annotations = [a for a, _ in frames[:48]]
-    pooled = evalai_score(keypoints, annotations, W, H, workers=2)
-    assert pooled == evalai_score(keypoints, annotations, W, H, workers=1)
-    assert pooled["missed"] >= 2 and pooled["completeness"] == pytest.approx(1 - pooled["missed"] / 48)
 
 
 def test_evalai_of_nothing_usable_is_zero() -> None:

@@ -1,15 +1,19 @@
-"""HRNet keypoint network: shapes at odd sizes, activation checkpointing, pretrained loading."""
+"""HRNet keypoint network: shapes at odd sizes, activation checkpointing, pretrained loading, and
+the mixed-precision train step on CUDA."""
 
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import pytest
 import torch
 
+from trainer.data.keypoints.table import UNKNOWN, VISIBLE
 from trainer.model.heads import NUM_OUTPUTS, KeypointNet
 from trainer.model.hrnet import CONFIGS
+from trainer.model.metamodel import HeatmapModel
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +70,29 @@ def test_pretrained_backbone_loads_what_fits(tmp_path: Path) -> None:
     assert report.missing and all(k.startswith(("stage4", "conv1")) for k in report.missing)
     assert torch.equal(net.backbone.state_dict()["bn1.weight"], source["bn1.weight"])
     assert report.loaded == len(state) - 2
+
+
+@pytest.mark.gpu
+def test_amp_train_step_on_cuda_gives_finite_loss() -> None:
+    """The step real runs take: float16 autocast forward, float32 loss, scaled backward, Adam."""
+    torch.manual_seed(0)
+    model = HeatmapModel({
+        "nn_module": {"arch": "hrnet_w18_small"},
+        "optimizer": {"lr": 1e-4},
+        "loss": {"stride": 2, "sigma": 3.0},
+        "device": "cuda",
+    })
+    model.setup(amp=True, accumulation=1)
+    model.epoch_end = 2
+    keypoints = torch.full((2, 57, 3), float("nan"))
+    keypoints[..., 2] = UNKNOWN
+    keypoints[:, :4] = torch.tensor([[20.0, 10.0, VISIBLE], [100.0, 60.0, VISIBLE], [200.0, 30.0, VISIBLE],
+                                     [150.0, 100.0, VISIBLE]])
+    batch = {"image": torch.randint(0, 256, (2, 3, 128, 224), dtype=torch.uint8), "keypoints": keypoints}
+    output = model.train_step(batch, state=None)
+    assert model.amp and model.scaler.is_enabled()
+    assert math.isfinite(output["loss"]) and model.position.step == 1
+    assert all(torch.isfinite(p).all() for p in model.nn_module.parameters())
+    with torch.no_grad(), torch.autocast("cuda", enabled=model.amp):
+        logits = model.nn_module(batch["image"].cuda().float() / 255.0)
+    assert logits.dtype == torch.float16 and torch.isfinite(logits).all()

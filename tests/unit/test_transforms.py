@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from trainer.data.keypoints import FLIP_INDEX, NUM_KEYPOINTS, VISIBILITY_MARGIN_PX
+from trainer.data.keypoints.table import FLIP_INDEX, NUM_KEYPOINTS, VISIBILITY_MARGIN_PX
 from trainer.data.transforms import (
     AugmentConfig,
     TrainTransform,

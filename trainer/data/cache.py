@@ -9,15 +9,15 @@ derived at the native frame size and scaled to the input size by the transforms.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from trainer.data.keypoints import KEYPOINTS_VERSION, NUM_KEYPOINTS, derive_keypoints
+from contract.files import atomic_write
+from trainer.data.keypoints.derivation import KEYPOINTS_VERSION, derive_keypoints
+from trainer.data.keypoints.table import NUM_KEYPOINTS
 from trainer.data.soccernet import NATIVE_SIZE, SplitData
 
 log = logging.getLogger(__name__)
@@ -66,30 +66,20 @@ def _read_cache(path: Path, size: tuple[int, int]) -> dict[str, np.ndarray]:
 
 
 def _write_cache(path: Path, sha1s: list[str], keypoints: np.ndarray, size: tuple[int, int]) -> bool:
-    """Write to a temporary file and rename: readers never see half a cache.
+    """Write atomically: readers never see half a cache.
 
     A read-only data folder is not an error: training goes on with the keypoints in memory.
     """
+    arrays = {
+        "version": np.array(KEYPOINTS_VERSION),
+        "size": np.array(size, dtype=np.int64),
+        "sha1": np.array(sha1s, dtype="U40"),
+        "keypoints": keypoints.astype(np.float32, copy=False),
+    }
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".tmp")
+        atomic_write(path, lambda f: np.savez(f, **arrays))
     except OSError as error:
         log.warning("cannot write keypoint cache %s (%s): keypoints will be derived again next run", path, error)
-        return False
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                version=np.array(KEYPOINTS_VERSION),
-                size=np.array(size, dtype=np.int64),
-                sha1=np.array(sha1s, dtype="U40"),
-                keypoints=keypoints.astype(np.float32, copy=False),
-            )
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as error:
-        log.warning("cannot write keypoint cache %s (%s): keypoints will be derived again next run", path, error)
-        Path(tmp).unlink(missing_ok=True)
         return False
     return True
 

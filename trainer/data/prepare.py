@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainer.data.soccernet import EXPECTED_FRAMES, ensure_soccernet
-from trainer.data.synthetic import generate
+from trainer.data.download import EXPECTED_FRAMES, ensure_soccernet
+from trainer.data.synthetic.generate import generate
 
 
 class DataNotFound(RuntimeError):

@@ -24,7 +24,7 @@ import albumentations as A  # noqa: E402 - the update check must be off before t
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from trainer.data.keypoints import INVISIBLE, VISIBILITY_MARGIN_PX, VISIBLE, flip_keypoints  # noqa: E402
+from trainer.data.keypoints.table import INVISIBLE, VISIBILITY_MARGIN_PX, VISIBLE, flip_keypoints  # noqa: E402
 from trainer.data.soccernet import NATIVE_SIZE  # noqa: E402
 
 Size = tuple[int, int]  # (width, height)

@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trainer.data.keypoints.table import NUM_KEYPOINTS
 from trainer.model.hrnet import CONFIGS, HRNet, _bn
 
-NUM_OUTPUTS = 58  # 57 keypoints + background
+NUM_OUTPUTS = NUM_KEYPOINTS + 1  # the keypoints + background
 
 
 class HeatmapHead(nn.Module):

@@ -14,11 +14,9 @@ import torch
 from argus.engine import State
 from torch import Tensor, nn
 
-from trainer.loss import heatmap_loss
+from contract.codes import FAULT_CRASH_AT_STEP, FAULT_OOM_ABOVE, OOM_TEXT
 from trainer.model.heads import KeypointNet
-
-FAULT_OOM_ABOVE = "TRAINER_FAULT_OOM_ABOVE"
-FAULT_CRASH_AT_STEP = "TRAINER_FAULT_CRASH_AT_STEP"
+from trainer.model.loss import heatmap_loss
 
 
 class HeatmapLoss(nn.Module):
@@ -73,7 +71,7 @@ class HeatmapModel(argus.Model):
             b, _, h, w = images.shape
             load = b * h * w / (2 if self.nn_module.backbone.stage2.activation_checkpointing else 1)
             if load > int(limit):
-                raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected: {load:g} > {limit})")
+                raise torch.cuda.OutOfMemoryError(f"{OOM_TEXT} (injected: {load:g} > {limit})")
         crash = os.environ.get(FAULT_CRASH_AT_STEP)
         if crash and self.position.step == int(crash):
             raise RuntimeError(f"injected crash at step {crash}")

@@ -11,45 +11,23 @@ The state holds only tensors, numbers, strings, lists, tuples and dicts, so it l
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
-from trainer.integrity import sha256_of
+from contract.files import atomic_write, checkpoint_name, list_checkpoints, manifest_name, sha256_of
+from contract.manifest import Manifest
 
-NAME = re.compile(r"^step-(\d{9})\.pt$")
 OnWritten = Callable[[Path, int], None]
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that must not be resumed from; the message says why."""
-
-
-@dataclass(frozen=True)
-class Manifest:
-    step: int
-    epoch: int
-    position: int
-    size: int
-    sha256: str
-    written_at: float
-    metrics: dict[str, float] = field(default_factory=dict)
-
-
-def checkpoint_path(directory: Path, step: int) -> Path:
-    return directory / f"step-{step:09d}.pt"
-
-
-def manifest_path(checkpoint: Path) -> Path:
-    return checkpoint.with_suffix(".json")
 
 
 def to_cpu(state: Any) -> Any:
@@ -67,64 +45,37 @@ def to_cpu(state: Any) -> Any:
     return state
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def write_checkpoint(directory: Path, state: Mapping[str, Any], step: int, epoch: int, position: int,
                      metrics: Mapping[str, float]) -> Path:
     """Write one checkpoint and its manifest; returns the data file's path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = checkpoint_path(directory, step)
-    _write_atomic(path, lambda f: torch.save(dict(state), f))
+    path = directory / checkpoint_name(step)
+    atomic_write(path, lambda f: torch.save(dict(state), f))
     manifest = Manifest(step=step, epoch=epoch, position=position, size=path.stat().st_size,
                         sha256=sha256_of(path), written_at=time.time(), metrics=dict(metrics))
-    _write_atomic(manifest_path(path), lambda f: f.write(json.dumps(asdict(manifest), indent=1).encode()))
+    atomic_write(directory / manifest_name(step), manifest.to_json())
     return path
 
 
 def write_weights(path: Path, state_dict: Mapping[str, Any]) -> None:
     """Model weights alone (for export and inference), written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     snapshot = to_cpu(state_dict)
-    _write_atomic(path, lambda f: torch.save(snapshot, f))
-
-
-def list_checkpoints(directory: Path) -> list[Path]:
-    """Checkpoints with a manifest, oldest first; a data file without one does not count."""
-    if not directory.is_dir():
-        return []
-    found = [p for p in directory.iterdir() if NAME.match(p.name) and manifest_path(p).exists()]
-    return sorted(found)
+    atomic_write(path, lambda f: torch.save(snapshot, f))
 
 
 def prune(directory: Path, keep_last: int) -> None:
     """Keep the newest `keep_last`; the manifest goes first so no half-deleted one counts."""
-    for path in list_checkpoints(directory)[:-keep_last]:
-        manifest_path(path).unlink(missing_ok=True)
+    for step, path in list_checkpoints(directory)[:-keep_last]:
+        (directory / manifest_name(step)).unlink(missing_ok=True)
         path.unlink(missing_ok=True)
 
 
 def read_manifest(checkpoint: Path) -> Manifest:
+    """The manifest beside `checkpoint` (same name, `.json`), as `list_checkpoints` pairs them."""
     try:
-        return Manifest(**json.loads(manifest_path(checkpoint).read_text()))
+        return Manifest.read(checkpoint.with_suffix(".json"))
     except FileNotFoundError:
         raise CheckpointError(f"{checkpoint}: no manifest beside it; refusing to resume from an unverified file") from None
-    except (ValueError, TypeError) as error:
+    except (OSError, ValidationError) as error:
         raise CheckpointError(f"{checkpoint}: manifest is corrupt ({error})") from None
 
 

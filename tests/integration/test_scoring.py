@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from SoccerNet.Evaluation.utils_calibration import Camera, get_polylines
 
-from trainer.calibration import PITCH_XYZ
-from trainer.data.synthetic import generate
-from trainer.scoring import (
-    calibrate_add_arguments,
-    calibrate_run,
-    parse_keypoints_line,
-    score_add_arguments,
-    score_folder,
-    score_run,
-)
+from trainer.__main__ import main
+from trainer.data.keypoints.table import XYZ
+from trainer.data.synthetic.generate import generate
+from trainer.evaluation.scoring import score_folder
 
 W, H = 960, 540
 FRAMES = 10
@@ -32,7 +24,7 @@ def true_keypoints(camera_json: dict) -> list[list[float] | None]:
     camera = Camera(W, H)
     camera.from_json_parameters(camera_json)
     out: list[list[float] | None] = []
-    for xyz in PITCH_XYZ:
+    for xyz in XYZ:
         p = camera.project_point(xyz)
         inside = p[2] > 0 and 0 <= p[0] <= W - 1 and 0 <= p[1] <= H - 1
         out.append([float(p[0]), float(p[1])] if inside else None)
@@ -74,12 +66,6 @@ def exact(tmp_path: Path, synthetic: Path) -> tuple[Path, Path]:
     return pred, gt
 
 
-def run(add_arguments, run_command, argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return run_command(parser.parse_args(argv))
-
-
 def test_true_cameras_score_combined_one(exact: tuple[Path, Path]) -> None:
     pred, gt = exact
     result = score_folder(pred, gt, workers=1)
@@ -119,14 +105,14 @@ def test_a_wrong_camera_scores_less(exact: tuple[Path, Path]) -> None:
 
 def test_score_command_prints_a_table_or_json(exact: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     pred, gt = exact
-    assert run(score_add_arguments, score_run, [str(pred), str(gt), "--workers", "1"]) == 0
+    assert main(["score", str(pred), str(gt), "--workers", "1"]) == 0
     table = capsys.readouterr().out
     assert "completeness" in table and "accuracy@20" in table and "combined" in table and "1.0000" in table
-    argv = [str(pred), str(gt), "--json", "--threshold", "10", "--workers", "1"]
-    assert run(score_add_arguments, score_run, argv) == 0
+    argv = ["score", str(pred), str(gt), "--json", "--threshold", "10", "--workers", "1"]
+    assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["combined"] == 1.0 and set(result) >= {"accuracy@5", "accuracy@10", "accuracy@20"}
-    assert run(score_add_arguments, score_run, [str(pred / "absent"), str(gt)]) == 2
+    assert main(["score", str(pred / "absent"), str(gt)]) == 2
 
 
 def test_calibrate_then_score_from_exact_keypoints(
@@ -142,54 +128,27 @@ def test_calibrate_then_score_from_exact_keypoints(
     out = tmp_path / "cameras"
     out.mkdir()
     (out / "camera_99999.json").write_text("{}")  # stale, from an earlier run
-    assert run(calibrate_add_arguments, calibrate_run, [str(keypoints), "--out", str(out), "--workers", "1"]) == 0
+    assert main(["calibrate", str(keypoints), "--out", str(out), "--workers", "1"]) == 0
     summary = capsys.readouterr().out
     assert f"{FRAMES + 1} frames, {FRAMES} cameras written, 1 without" in summary and "2 malformed" in summary
     assert sorted(p.name for p in out.iterdir()) == sorted(f"camera_{f}.json" for f in cameras(synthetic))
     gt = tmp_path / "gt"
     shutil.copytree(synthetic, gt)
-    assert run(score_add_arguments, score_run, [str(out), str(gt), "--json", "--workers", "1"]) == 0
+    assert main(["score", str(out), str(gt), "--json", "--workers", "1"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["frames"] == FRAMES and result["completeness"] == 1.0
     assert result["combined"] >= 0.95  # synthetic annotations omit stubs under 12 px
-
-
-@pytest.mark.parametrize(
-    ("line", "reason"),
-    [
-        ("[]", "JSON object"),
-        ('{"frame": 12, "keypoints": []}', "frame"),
-        ('{"frame": "a/b", "keypoints": []}', "frame"),
-        ('{"frame": "1", "keypoints": [null]}', "57"),
-        ('{"frame": "1", "keypoints": [[1]] + [null] * 56}', "JSON"),
-    ],
-)
-def test_malformed_keypoint_lines_say_why(line: str, reason: str) -> None:
-    with pytest.raises(ValueError, match=reason):
-        parse_keypoints_line(line)
-
-
-def test_keypoint_line_forms() -> None:
-    entries = [[1.0, 2.0], [3, 4, 0.25], None] + [None] * 54
-    frame, keypoints = parse_keypoints_line(json.dumps({"frame": "00012", "keypoints": entries}))
-    assert frame == "00012"
-    assert keypoints[0].tolist() == [1.0, 2.0, 1.0] and keypoints[1].tolist() == [3.0, 4.0, 0.25]
-    assert np.isnan(keypoints[2]).all()
-    with pytest.raises(ValueError, match="keypoint 0"):
-        parse_keypoints_line(json.dumps({"frame": "1", "keypoints": [[True, 2.0]] + [None] * 56}))
 
 
 def test_annotations_to_keypoints_to_cameras_to_score(
     tmp_path: Path, synthetic: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The whole chain a person runs, with keypoints derived from the annotations (not exact)."""
-    from trainer.__main__ import main
-
     keypoints, out = tmp_path / "keypoints.jsonl", tmp_path / "cameras"
     assert main(["keypoints", str(synthetic), "--out", str(keypoints)]) == 0
-    assert run(calibrate_add_arguments, calibrate_run, [str(keypoints), "--out", str(out)]) == 0
+    assert main(["calibrate", str(keypoints), "--out", str(out)]) == 0
     capsys.readouterr()
-    assert run(score_add_arguments, score_run, [str(out), str(synthetic), "--json"]) == 0
+    assert main(["score", str(out), str(synthetic), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["frames"] == FRAMES
     assert result["completeness"] >= 0.8 and result["accuracy@5"] >= 0.9

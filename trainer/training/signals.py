@@ -1,4 +1,8 @@
-"""The trainer as a supervised process: exit codes, stop requests, parent death (DESIGN §4)."""
+"""The trainer as a supervised process: stop requests, parent death, out of memory (DESIGN §4).
+
+The exit codes these lead to are the contract's (`contract.codes.TrainerExit`); this module says
+when a stop was asked for and whether an error was CUDA running out of memory.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,7 @@ from types import FrameType
 
 import torch
 
-EXIT_DONE = 0
-EXIT_OOM = 75
-EXIT_STOPPED = 76
+from contract.codes import OOM_TEXT
 
 PR_SET_PDEATHSIG = 1
 
@@ -21,7 +23,7 @@ log = logging.getLogger("trainer")
 
 
 class StopRequested(Exception):
-    """Raised at a step boundary after the stop checkpoint is on disk; unwinds to exit 76."""
+    """Raised at a step boundary after the stop checkpoint is on disk; unwinds to TrainerExit.STOPPED."""
 
 
 class StopFlag:
@@ -63,4 +65,4 @@ def is_out_of_memory(error: BaseException) -> bool:
     """CUDA OOM, however it surfaced: the typed error, or a RuntimeError from older code paths."""
     if isinstance(error, torch.cuda.OutOfMemoryError):
         return True
-    return isinstance(error, RuntimeError) and "CUDA out of memory" in str(error)
+    return isinstance(error, RuntimeError) and OOM_TEXT in str(error)

@@ -1,4 +1,5 @@
-"""events.jsonl: appended, flushed, and read back tolerating only a torn last line."""
+"""events.jsonl: appended, flushed, and read back tolerantly: a torn last line waits, a line that
+is not an event is skipped and counted."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.events import EventLog, read_events
+from contract.events import EventLog, EventReader, read_events
 
 
 def test_events_are_visible_before_close(tmp_path: Path) -> None:
@@ -18,13 +19,14 @@ def test_events_are_visible_before_close(tmp_path: Path) -> None:
     log.close()
 
 
-def test_torn_last_line_is_ignored_but_not_a_bad_middle(tmp_path: Path) -> None:
+def test_torn_last_line_is_ignored_and_a_bad_middle_line_skipped(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     path.write_text('{"t": 1, "kind": "start"}\n{"t": 2, "ki')
     assert [e["kind"] for e in read_events(path)] == ["start"]
     path.write_text('{"t": 1, "kind": "start"}\ngarbage\n{"t": 2, "kind": "done"}\n')
-    with pytest.raises(ValueError, match=":2: not an event line"):
-        read_events(path)
+    reader = EventReader(path)
+    assert [e["kind"] for e in reader.read_new()] == ["start", "done"]
+    assert reader.skipped == 1
 
 
 def test_unknown_kind_is_refused(tmp_path: Path) -> None:

@@ -30,10 +30,7 @@ import cv2
 import numpy as np
 from SoccerNet.Evaluation.utils_calibration import Camera
 
-from trainer.data.keypoints import KEYPOINTS, NUM_KEYPOINTS
-
-PITCH_XYZ: np.ndarray = np.array([kp.xyz for kp in KEYPOINTS], dtype=np.float64)
-"""The 57 keypoints in SoccerNet pitch coordinates (metres; z < 0 is above the ground)."""
+from trainer.data.keypoints.table import NUM_KEYPOINTS, XYZ
 
 _GOAL_LINE_X = 52.5
 _MIN_POINTS = 4
@@ -163,7 +160,7 @@ def _intrinsics(focal: float, width: int, height: int) -> np.ndarray:
 
 def _solve(indices: np.ndarray, image: np.ndarray, width: int, height: int, limits: CameraLimits) -> _Fit | None:
     """Drop outliers among the ground points, start from every focal guess, keep the best refined camera."""
-    all_world, all_image = PITCH_XYZ[indices], image
+    all_world, all_image = XYZ[indices], image
     keep = _ground_inliers(all_world, all_image, limits.inlier_px)
     if keep.mean() < limits.min_inlier_fraction:
         return None

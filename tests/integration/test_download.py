@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer.data.soccernet import TASK, DownloadError, count_frames, ensure_soccernet, zip_problem
-from trainer.data.synthetic import generate
+from trainer.data.download import TASK, DownloadError, count_frames, ensure_soccernet, zip_problem
+from trainer.data.synthetic.generate import generate
 
 COUNTS = {"train": 3, "valid": 2}
 REPO = Path(__file__).resolve().parents[2]
@@ -162,7 +162,7 @@ def test_wrong_frame_size_fails(tmp_path: Path, frames: dict[str, Path]) -> None
 
 
 def test_real_counts_are_the_default() -> None:
-    from trainer.data.soccernet import EXPECTED_FRAMES
+    from trainer.data.download import EXPECTED_FRAMES
 
     assert EXPECTED_FRAMES == {"train": 16_463, "valid": 3_212, "test": 3_141}
 
@@ -170,7 +170,7 @@ def test_real_counts_are_the_default() -> None:
 _OFFLINE_SCRIPT = """
 import json, sys
 from pathlib import Path
-from trainer.data.soccernet import DownloadError, ensure_soccernet
+from trainer.data.download import DownloadError, ensure_soccernet
 root = Path(sys.argv[1])
 try:
     ensure_soccernet(root, ["valid"])

@@ -1,4 +1,5 @@
-"""Challenge scoring of camera folders, and the ``calibrate`` and ``score`` commands behind it.
+"""Challenge scoring of camera folders, and cameras for a keypoints file: the library behind the
+``calibrate`` and ``score`` commands of ``python -m trainer``.
 
 A person can go annotations → keypoints (``python -m trainer keypoints``) → cameras
 (``calibrate``) → score (``score``), and a model's predicted keypoints take the same last two
@@ -11,29 +12,20 @@ scored either way), a corrupt prediction counts as missed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import re
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from trainer.calibration import DEFAULT_MIN_CONFIDENCE, estimate_camera
-from trainer.data.keypoints import NUM_KEYPOINTS
-from trainer.metrics import (
-    CHALLENGE_THRESHOLD_PX,
-    Scored,
-    available_cpus,
-    frame_accuracies,
-    map_frames,
-    report_problems,
-    summarise,
-)
+from contract.files import atomic_write
+from trainer.data.keypoints.table import NUM_KEYPOINTS
+from trainer.evaluation.camera import DEFAULT_MIN_CONFIDENCE, estimate_camera
+from trainer.evaluation.challenge import Scored, frame_accuracies, report_problems, summarise
+from trainer.evaluation.pool import map_frames
 
 log = logging.getLogger(__name__)
 
@@ -104,41 +96,6 @@ def score_folder(
     return summarise(per_frame, thresholds, product="combined")
 
 
-def score_add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pred_dir", type=Path, help="folder of camera_NNNNN.json predictions")
-    parser.add_argument("gt_dir", type=Path, help="folder of NNNNN.json annotations")
-    parser.add_argument(
-        "--threshold", type=float, default=CHALLENGE_THRESHOLD_PX,
-        help="pixels at 960x540 for the combined score (default 5, the challenge's); 10 and 20 px are shown too",
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--width", type=int, default=960)
-    parser.add_argument("--height", type=int, default=540)
-    parser.add_argument("--workers", type=int, default=None, help=f"processes (default: the CPUs, {available_cpus()})")
-
-
-def score_run(args: argparse.Namespace) -> int:
-    for folder in (args.pred_dir, args.gt_dir):
-        if not folder.is_dir():
-            print(f"score: {folder} is not a folder", file=sys.stderr)
-            return 2
-    thresholds = (args.threshold, *(t for t in DEFAULT_THRESHOLDS if t != args.threshold))
-    result = score_folder(args.pred_dir, args.gt_dir, thresholds, args.width, args.height, args.workers)
-    if result["frames"] == 0:
-        print(f"score: no readable NNNNN.json annotations in {args.gt_dir}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    rows = [("frames", str(result["frames"])), ("missed", str(result["missed"]))]
-    rows += [(key, f"{value:.4f}") for key, value in result.items() if key not in ("frames", "missed", "combined")]
-    rows.append((f"combined (completeness x accuracy@{args.threshold:g})", f"{result['combined']:.4f}"))
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value:>8}")
-    return 0
-
-
 def parse_keypoints_line(line: str) -> tuple[str, np.ndarray]:
     """(frame, (57, 3) keypoints) from one JSON line; raises ValueError with the reason when malformed.
 
@@ -171,15 +128,9 @@ def parse_keypoints_line(line: str) -> tuple[str, np.ndarray]:
 
 
 def _estimate(job: tuple[np.ndarray, int, int, float]) -> dict | None:
+    """One frame's camera; module-level so that pool workers can unpickle it."""
     keypoints, width, height, min_confidence = job
     return estimate_camera(keypoints, width, height, min_confidence)
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    """Write then rename: a camera file that exists is whole, even after a kill."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def calibrate_file(
@@ -212,35 +163,9 @@ def calibrate_file(
     cameras = map_frames(_estimate, [(kps, width, height, min_confidence) for _, kps in frames], workers)
     for (frame, _), camera in zip(frames, cameras):
         path = out_dir / prediction_name(frame)
-        if camera is not None:
-            _write_json(path, camera)
+        if camera is not None:  # written whole or not at all, so a kill leaves no half camera
+            atomic_write(path, json.dumps(camera, indent=1).encode())
         else:
             path.unlink(missing_ok=True)
     written = sum(camera is not None for camera in cameras)
     return {"frames": len(frames), "cameras": written, "without_camera": len(frames) - written, "malformed": malformed}
-
-
-def calibrate_add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "keypoints", type=Path, help='JSON lines: {"frame": "00012", "keypoints": [57 x [x, y(, conf)] or null]}'
-    )
-    parser.add_argument("--out", type=Path, required=True, help="folder for camera_<frame>.json")
-    parser.add_argument("--width", type=int, default=960, help="image width the keypoints are in pixels of")
-    parser.add_argument("--height", type=int, default=540)
-    parser.add_argument(
-        "--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE,
-        help=f"ignore keypoints less confident than this (default {DEFAULT_MIN_CONFIDENCE})",
-    )
-    parser.add_argument("--workers", type=int, default=None, help=f"processes (default: the CPUs, {available_cpus()})")
-
-
-def calibrate_run(args: argparse.Namespace) -> int:
-    if not args.keypoints.is_file():
-        print(f"calibrate: {args.keypoints} is not a file", file=sys.stderr)
-        return 2
-    counts = calibrate_file(args.keypoints, args.out, args.width, args.height, args.min_confidence, args.workers)
-    print(
-        f"calibrate: {counts['frames']} frames, {counts['cameras']} cameras written, "
-        f"{counts['without_camera']} without a plausible camera, {counts['malformed']} malformed lines -> {args.out}"
-    )
-    return 0

@@ -1,12 +1,12 @@
-"""`python -m trainer train`: one attempt of training, honouring the runner contract (DESIGN §4).
+"""One attempt of training (`python -m trainer train`), honouring the runner contract (DESIGN §4).
 
-Writes checkpoints, events.jsonl, trainer.log, TensorBoard scalars and weights in WORK; exits 0
-when training is finished, 75 on CUDA out of memory, 76 when stopped on request after saving.
+Writes checkpoints, events.jsonl, trainer.log, TensorBoard scalars and weights in WORK; returns
+the contract's exit code: done when training is finished, OOM on CUDA out of memory, stopped
+when stopped on request after saving.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import operator
@@ -22,15 +22,18 @@ from argus.engine import Engine, Events, State
 from argus.metrics.metric import attach_metrics
 from torch.utils.tensorboard import SummaryWriter
 
-from trainer.callbacks import EpochLoss, Progress, ResumableEarlyStopping, ResumableReduceLROnPlateau
-from trainer.checkpoint import BackgroundWriter, load_checkpoint, write_weights
-from trainer.config import TrainerConfig
+from contract.codes import TrainerExit
+from contract.config import AttemptConfig
+from contract.events import CHECKPOINT, DONE, EPOCH, ERROR, OOM, START, EventLog
+from contract.files import CHECKPOINTS_DIR, EVENTS_FILE, TENSORBOARD_DIR, TRAINER_LOG, WEIGHTS_DIR
+from trainer.data.keypoints.table import NUM_KEYPOINTS
 from trainer.data.loader import build_dataset, make_loader
-from trainer.events import EventLog
 from trainer.model.metamodel import HeatmapModel
-from trainer.process import EXIT_DONE, EXIT_OOM, EXIT_STOPPED, StopFlag, StopRequested, is_out_of_memory
-from trainer.training_state import capture, restore
-from trainer.validation import ValidationMetrics
+from trainer.training.callbacks import Progress, ResumableEarlyStopping, ResumableReduceLROnPlateau
+from trainer.training.checkpoint import BackgroundWriter, load_checkpoint, write_weights
+from trainer.training.metrics import EpochLoss, ValidationMetrics
+from trainer.training.signals import StopFlag, StopRequested, is_out_of_memory
+from trainer.training.state import capture, restore
 
 log = logging.getLogger("trainer")
 
@@ -74,7 +77,9 @@ def _seed_everything(seed: int, deterministic: bool) -> None:
 class Trainer:
     """Wires data, model and argus engines for one attempt; owns checkpoint and stop policy."""
 
-    def __init__(self, config: TrainerConfig, workdir: Path, events: EventLog, stop: StopFlag) -> None:
+    def __init__(self, config: AttemptConfig, workdir: Path, events: EventLog, stop: StopFlag) -> None:
+        if config.model.num_keypoints != NUM_KEYPOINTS:
+            raise ValueError(f"model.num_keypoints is {config.model.num_keypoints}; the model predicts {NUM_KEYPOINTS}")
         self.config = config
         self.workdir = workdir
         self.events = events
@@ -121,8 +126,8 @@ class Trainer:
         }
         self.best: dict[str, dict[str, float]] = {}
         self.finished: str | None = None
-        self.writer = BackgroundWriter(workdir / "checkpoints", config.checkpoint.keep_last)
-        self.tensorboard = SummaryWriter(str(workdir / "tensorboard"))
+        self.writer = BackgroundWriter(workdir / CHECKPOINTS_DIR, config.checkpoint.keep_last)
+        self.tensorboard = SummaryWriter(str(workdir / TENSORBOARD_DIR))
         self.resume_samples = 0
         self.last_checkpoint = time.monotonic()
 
@@ -139,7 +144,7 @@ class Trainer:
         position = self.model.position
         state = capture(self.model, self.callbacks, self.best, self.finished)
         self.writer.save(state, position.step, position.epoch, position.samples, metrics,
-                         on_written=lambda path, step: self.events.emit("checkpoint", path=str(path), step=step))
+                         on_written=lambda path, step: self.events.emit(CHECKPOINT, path=str(path), step=step))
         self.last_checkpoint = time.monotonic()
         if wait:
             self.writer.wait()
@@ -173,14 +178,14 @@ class Trainer:
             previous = self.best.get(name)
             if previous is None or better(value, previous["value"]):
                 self.best[name] = {"value": value, "epoch": float(position.epoch), "step": float(position.step)}
-                write_weights(self.workdir / "weights" / filename, self.model.nn_module.state_dict())
+                write_weights(self.workdir / WEIGHTS_DIR / filename, self.model.nn_module.state_dict())
         lr = self.model.optimizer.param_groups[0]["lr"]
         for name, value in {**metrics, "lr": lr}.items():
             self.tensorboard.add_scalar(name, value, position.epoch + 1)
         self.tensorboard.flush()
         log.info("epoch %d/%d done: %s, lr %.3g", position.epoch + 1, self.config.train.max_epochs,
                  ", ".join(f"{k} {v:.5g}" for k, v in sorted(metrics.items())), lr)
-        self.events.emit("epoch", epoch=position.epoch, step=position.step, metrics=metrics, lr=lr)
+        self.events.emit(EPOCH, epoch=position.epoch, step=position.step, metrics=metrics, lr=lr, best=self.best)
 
         if state.stopped:
             self.finished = "early_stopping"
@@ -220,13 +225,13 @@ class Trainer:
             for callback in self.callbacks.values():
                 callback.attach(engine)
             engine.add_event_handler(Events.EPOCH_COMPLETE, self.on_epoch_complete)
-            self.events.emit("start", epoch=self.model.position.epoch, step=self.model.position.step,
+            self.events.emit(START, epoch=self.model.position.epoch, step=self.model.position.step,
                              samples=self.model.position.samples, rung=self.config.rung.model_dump(mode="json"),
                              device=str(self.device), pid=os.getpid())
             engine.run(self.train_loader, self.model.position.epoch, self.config.train.max_epochs)
             self.finished = self.finished or "max_epochs"
         self.writer.wait()
-        write_weights(self.workdir / "weights" / "final.pt", self.model.nn_module.state_dict())
+        write_weights(self.workdir / WEIGHTS_DIR / "final.pt", self.model.nn_module.state_dict())
         return self.finished
 
     def close(self) -> None:
@@ -241,24 +246,24 @@ def run_training(config_path: Path, workdir: Path, resume: Path | None) -> int:
     `error` is always the last line of events.jsonl.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    _setup_logging(workdir / "trainer.log")
-    events = EventLog(workdir / "events.jsonl")
+    _setup_logging(workdir / TRAINER_LOG)
+    events = EventLog(workdir / EVENTS_FILE)
     stop = StopFlag()
     stop.install()
     trainer: Trainer | None = None
     try:
-        config = TrainerConfig.load(config_path)
+        config = AttemptConfig.load(config_path)
         trainer = Trainer(config, workdir, events, stop)
         if resume is not None:
             trainer.resume_from(resume)
         reason = trainer.run()
         log.info("training finished: %s", reason)
-        events.emit("done", reason=reason, step=trainer.model.position.step)
-        return EXIT_DONE
+        events.emit(DONE, reason=reason, step=trainer.model.position.step)
+        return TrainerExit.DONE
     except StopRequested as request:
         log.info("stopped on %s after a checkpoint at step %d", request, trainer.model.position.step)
-        events.emit("done", reason="stopped", signal=str(request), step=trainer.model.position.step)
-        return EXIT_STOPPED
+        events.emit(DONE, reason="stopped", signal=str(request), step=trainer.model.position.step)
+        return TrainerExit.STOPPED
     except BaseException as error:
         if trainer is not None:
             trainer.writer.wait()  # snapshots taken before the failure are still good
@@ -267,16 +272,12 @@ def run_training(config_path: Path, workdir: Path, resume: Path | None) -> int:
             log.error("CUDA out of memory on rung %s: %s", rung, error)
             trainer = None  # drop the model and optimizer before freeing the cache
             torch.cuda.empty_cache()
-            events.emit("oom", rung=rung, message=str(error)[:500])
-            return EXIT_OOM
+            events.emit(OOM, rung=rung, message=str(error)[:500])
+            return TrainerExit.OOM
         tail = traceback.format_exc().strip().splitlines()[-8:]
-        events.emit("error", message=f"{type(error).__name__}: {error}", traceback=tail)
+        events.emit(ERROR, message=f"{type(error).__name__}: {error}", traceback=tail)
         raise
     finally:
         if trainer is not None:
             trainer.close()
         events.close()
-
-
-def main(args: argparse.Namespace) -> int:
-    return run_training(args.config, args.workdir, args.resume)

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from trainer.checkpoint import (
-    BackgroundWriter,
-    CheckpointError,
-    checkpoint_path,
-    list_checkpoints,
-    load_checkpoint,
-    manifest_path,
-    write_checkpoint,
-)
+from contract.files import TEMP_NAME, checkpoint_name, list_checkpoints, manifest_name
+from trainer.training.checkpoint import BackgroundWriter, CheckpointError, load_checkpoint, write_checkpoint
 
 
 def state(value: float = 1.0) -> dict:
@@ -25,12 +19,19 @@ def state(value: float = 1.0) -> dict:
 
 def test_round_trip_with_manifest(tmp_path: Path) -> None:
     path = write_checkpoint(tmp_path, state(), step=12, epoch=2, position=8, metrics={"val_loss": 0.5})
-    assert path == checkpoint_path(tmp_path, 12) and path.name == "step-000000012.pt"
+    assert path == tmp_path / checkpoint_name(12) and path.name == "step-000000012.pt"
     loaded, manifest = load_checkpoint(path)
     assert torch.equal(loaded["model"]["w"], torch.ones(4, 4))
     assert loaded["rng"] == (3, [1, 2, 3], None)
     assert (manifest.step, manifest.epoch, manifest.position, manifest.metrics) == (12, 2, 8, {"val_loss": 0.5})
-    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    assert not [p for p in tmp_path.iterdir() if TEMP_NAME.match(p.name)]
+
+
+def test_nan_metrics_survive_the_manifest(tmp_path: Path) -> None:
+    """An early epoch has no confident prediction, so L2 and precision are NaN: still resumable."""
+    path = write_checkpoint(tmp_path, state(), 3, 1, 0, {"val_loss": 0.5, "val_l2_px": math.nan})
+    _, manifest = load_checkpoint(path)
+    assert manifest.metrics["val_loss"] == 0.5 and math.isnan(manifest.metrics["val_l2_px"])
 
 
 def test_truncated_checkpoint_is_refused(tmp_path: Path) -> None:
@@ -52,10 +53,10 @@ def test_corrupt_bytes_are_refused(tmp_path: Path) -> None:
 
 def test_missing_or_corrupt_manifest_is_refused(tmp_path: Path) -> None:
     path = write_checkpoint(tmp_path, state(), 1, 0, 0, {})
-    manifest_path(path).write_text("{not json")
+    (tmp_path / manifest_name(1)).write_text("{not json")
     with pytest.raises(CheckpointError, match="manifest is corrupt"):
         load_checkpoint(path)
-    manifest_path(path).unlink()
+    (tmp_path / manifest_name(1)).unlink()
     with pytest.raises(CheckpointError, match="no manifest"):
         load_checkpoint(path)
     assert list_checkpoints(tmp_path) == []
@@ -81,10 +82,10 @@ def test_background_writer_snapshots_prunes_and_orders(tmp_path: Path) -> None:
         live["model"]["w"].add_(1.0)  # training goes on mutating in place
     writer.wait()
     assert seen == [1, 2, 3, 4]
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000000003.pt", "step-000000004.pt"]
-    loaded, _ = load_checkpoint(checkpoint_path(tmp_path, 4))
+    assert [(s, p.name) for s, p in list_checkpoints(tmp_path)] == [(3, "step-000000003.pt"), (4, "step-000000004.pt")]
+    loaded, _ = load_checkpoint(tmp_path / checkpoint_name(4))
     assert torch.equal(loaded["model"]["w"], torch.full((4, 4), 4.0))
-    assert json.loads(manifest_path(checkpoint_path(tmp_path, 3)).read_text())["step"] == 3
+    assert json.loads((tmp_path / manifest_name(3)).read_text())["step"] == 3
 
 
 def test_background_failure_surfaces_in_training_thread(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The dataset, the resumable sampler and the loader factory."""
+"""The dataset and the loader factory on frames on disk, with and without worker processes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.data.loader import KeypointDataset, ResumableSampler, build_dataset, decode_image, make_loader
-from trainer.data.synthetic import generate
+from trainer.data.loader import KeypointDataset, build_dataset, decode_image, make_loader
+from trainer.data.synthetic.generate import generate
 
 FRAMES = 6
 INPUT = (320, 180)
@@ -49,44 +49,6 @@ def test_validation_loader_keeps_order_and_every_frame(split_dir: Path) -> None:
     assert [b["image"].shape[0] for b in batches] == [4, 2]
     assert torch.cat([b["index"] for b in batches]).tolist() == list(range(FRAMES))
     assert batches[0]["frame_id"] == ["00000", "00001", "00002", "00003"]
-
-
-def test_sampler_order_is_a_function_of_seed_and_epoch() -> None:
-    def order(seed: int, epoch: int) -> list[int]:
-        sampler = ResumableSampler(100, seed=seed)
-        sampler.set_epoch(epoch)
-        return [index for index, _ in sampler]
-
-    assert order(1, 2) == order(1, 2)
-    assert sorted(order(1, 2)) == list(range(100))
-    assert order(1, 2) != order(1, 3)
-    assert order(1, 2) != order(2, 2)
-
-
-def test_sampler_resume_yields_the_tail_of_the_same_order() -> None:
-    sampler = ResumableSampler(50, seed=4)
-    sampler.set_epoch(7)
-    full = list(sampler)
-    assert {epoch for _, epoch in full} == {7}
-    resumed = ResumableSampler(50, seed=4)
-    resumed.set_epoch(7, start_index=18)
-    assert list(resumed) == full[18:] and len(resumed) == 32
-    with pytest.raises(ValueError):
-        resumed.set_epoch(7, start_index=51)
-
-
-def test_sampler_shards_ranks_disjointly() -> None:
-    shards = []
-    for rank in range(2):
-        sampler = ResumableSampler(9, seed=0, rank=rank, world_size=2)
-        sampler.set_epoch(1)
-        shards.append([index for index, _ in sampler])
-    assert len(shards[0]) == len(shards[1]) == 5
-    assert set(shards[0]) | set(shards[1]) == set(range(9))
-    single = ResumableSampler(9, seed=0)
-    single.set_epoch(1)
-    order = [index for index, _ in single]
-    assert shards[0][:4] + shards[1][:4] == order[0:8:2] + order[1:8:2]
 
 
 def test_resumed_loader_gives_the_same_batches_as_the_uninterrupted_one(train_set: KeypointDataset) -> None:

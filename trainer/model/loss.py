@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from trainer.data.keypoints import UNKNOWN, VISIBLE
+from trainer.data.keypoints.table import UNKNOWN, VISIBLE
 
 
 def gaussian_targets(keypoints: Tensor, size: tuple[int, int], stride: int, sigma: float) -> Tensor:

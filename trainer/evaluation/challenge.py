@@ -1,4 +1,4 @@
-"""Keypoint metrics, and the challenge metric: EvalAI = completeness × JaC@5.
+"""The challenge metric: EvalAI = completeness × JaC@5.
 
 The challenge metric follows SoccerNet 0.2.0's ``CameraCalibration.evaluate`` (which defaults to
 10 px; the challenge reports 5 px): per frame the predicted camera's pitch lines are projected with
@@ -21,142 +21,26 @@ afford the metric.
 from __future__ import annotations
 
 import logging
-import math
-import multiprocessing
-import os
-import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import Any, TypeVar
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-import cv2
 import numpy as np
 from SoccerNet.Evaluation.utils_calibration import get_polylines, mirror_labels, scale_points
 
-from trainer.calibration import DEFAULT_MIN_CONFIDENCE, estimate_camera
-from trainer.data.keypoints import NUM_KEYPOINTS
+from trainer.evaluation.camera import DEFAULT_MIN_CONFIDENCE, estimate_camera
+from trainer.evaluation.pool import map_frames
 
 log = logging.getLogger(__name__)
 
-PCK_THRESHOLDS_PX = (2.0, 5.0, 10.0)
 CHALLENGE_THRESHOLD_PX = 5.0
 POLYLINE_SAMPLING = 0.9
 """Metres between projected samples of each pitch line, as the challenge evaluation uses."""
-_MIN_FRAMES_PER_WORKER = 24
-"""Below this many frames per process a pool costs more to start (seconds: each worker imports
-OpenCV, SoccerNet and the caller's main module) than it saves at ~0.07 s a frame."""
 _MAX_REPORTED_PROBLEMS = 10
-
-Size = tuple[int, int]  # (width, height)
-_T = TypeVar("_T")
-_R = TypeVar("_R")
 
 Scored = tuple[dict[float, float] | None, str | None]
 """A frame's accuracies by threshold (None: no camera) and why it could not be scored, if it could not.
 
 Workers report problems instead of logging them: a pool process's log goes nowhere by default."""
-
-
-# --------------------------------------------------------------------------------------------
-# Heatmaps to keypoints, and keypoint metrics
-# --------------------------------------------------------------------------------------------
-
-
-def _as_numpy(array: Any) -> np.ndarray:
-    """A NumPy copy of a tensor (any device, any dtype) or array, without importing torch here."""
-    if hasattr(array, "detach"):
-        array = array.detach().float().cpu().numpy()
-    return np.asarray(array, dtype=np.float64)
-
-
-def _log_parabola_offset(left: np.ndarray, centre: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Sub-pixel offset of a peak from its argmax pixel, exact for a Gaussian.
-
-    The log of a Gaussian is a parabola, so a parabola through the logs of the peak and its two
-    neighbours has its vertex at the Gaussian's centre. A local weighted mean, by contrast, is
-    pulled towards the argmax pixel by the window's truncation (by a quarter of a heatmap pixel
-    at sigma 2). Where a neighbour is zero or the logs do not bend down, the offset is 0.
-    """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_l, log_c, log_r = np.log(left), np.log(centre), np.log(right)
-        curvature = log_l - 2 * log_c + log_r
-        offset = 0.5 * (log_l - log_r) / curvature
-    usable = (left > 0) & (right > 0) & (centre > 0) & np.isfinite(offset) & (curvature < 0)
-    return np.where(usable, np.clip(offset, -0.5, 0.5), 0.0)
-
-
-def keypoints_from_heatmaps(
-    probabilities: Any, stride: int, input_size: Size, out_size: Size = (960, 540)
-) -> np.ndarray:
-    """(B, 57, 3) x, y in pixels of ``out_size`` and the peak probability as confidence.
-
-    ``probabilities`` is (B, 58, h, w) (the background channel last, ignored) as a torch tensor
-    or array, from a network fed ``input_size`` (width, height) images at output ``stride``.
-    Heatmap cell h covers input pixel (h + 0.5)·stride − 0.5, the mapping the targets were built
-    with; input pixels are then scaled to ``out_size`` with the pixel-centre convention of
-    cv2.resize, the one the loader used to bring keypoints to the input size.
-    """
-    maps = _as_numpy(probabilities)[:, :NUM_KEYPOINTS]
-    batch, channels, height, width = maps.shape
-    flat = maps.reshape(batch, channels, -1)
-    peak = flat.argmax(axis=-1)
-    confidence = np.take_along_axis(flat, peak[..., None], axis=-1)[..., 0]
-    ys, xs = np.divmod(peak, width)
-    b, k = np.meshgrid(np.arange(batch), np.arange(channels), indexing="ij")
-
-    def at(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-        inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
-        return np.where(inside, maps[b, k, np.clip(y, 0, height - 1), np.clip(x, 0, width - 1)], 0.0)
-
-    dx = _log_parabola_offset(at(ys, xs - 1), confidence, at(ys, xs + 1))
-    dy = _log_parabola_offset(at(ys - 1, xs), confidence, at(ys + 1, xs))
-    out = np.empty((batch, channels, 3), dtype=np.float64)
-    for axis, (cells, offset) in enumerate(((xs, dx), (ys, dy))):
-        input_px = (cells + offset + 0.5) * stride - 0.5
-        out[..., axis] = (input_px + 0.5) * (out_size[axis] / input_size[axis]) - 0.5
-    out[..., 2] = confidence
-    return out
-
-
-def keypoint_metrics(
-    predicted: Any,
-    targets: Any,
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
-    match_px: float = CHALLENGE_THRESHOLD_PX,
-    pck_px: Sequence[float] = PCK_THRESHOLDS_PX,
-) -> dict[str, float]:
-    """L2 error, PCK, precision and recall of predicted keypoints (both (N, 57, 3), same pixels).
-
-    ``predicted`` is x, y, confidence; ``targets`` is x, y, state (1 visible, 0 invisible,
-    −1 unknown). A point is predicted when its confidence reaches ``min_confidence``.
-
-    - ``l2_px``: mean distance over visible targets that were predicted (NaN if there are none);
-    - ``pck@t``: share of visible targets predicted within t px (a missed one is a miss);
-    - ``recall``: share of visible targets that were predicted at all;
-    - ``precision``: share of predictions that lie within ``match_px`` of a visible target.
-      Predictions of unknown targets are left out: nothing says whether they are right.
-    """
-    pred, target = _as_numpy(predicted), _as_numpy(targets)
-    visible = target[..., 2] == 1
-    known = target[..., 2] != -1
-    confident = np.nan_to_num(pred[..., 2], nan=-np.inf) >= min_confidence
-    with np.errstate(invalid="ignore"):
-        distance = np.linalg.norm(pred[..., :2] - target[..., :2], axis=-1)
-        close = np.nan_to_num(distance, nan=np.inf)
-    found = visible & confident
-    n_visible, n_predictions = int(visible.sum()), int((confident & known).sum())
-    metrics = {"l2_px": float(distance[found].mean()) if found.any() else math.nan}
-    for t in pck_px:
-        metrics[f"pck@{t:g}"] = float((found & (close < t)).sum() / n_visible) if n_visible else math.nan
-    metrics["recall"] = float(found.sum() / n_visible) if n_visible else math.nan
-    metrics["precision"] = float((found & (close < match_px)).sum() / n_predictions) if n_predictions else math.nan
-    return metrics
-
-
-# --------------------------------------------------------------------------------------------
-# The challenge metric
-# --------------------------------------------------------------------------------------------
 
 
 def _as_array(points: Sequence[Mapping[str, float]]) -> np.ndarray:
@@ -227,46 +111,6 @@ def frame_accuracies(
         for lines in (labels, mirror_labels(labels))
     ]
     return {float(t): max(_accuracy(worst, unmatched, float(t)) for worst, unmatched in choices) for t in thresholds}
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (the affinity mask, not the machine's count, under a container or taskset)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def _single_threaded() -> None:
-    """Pool workers already fill every CPU; OpenCV's own threads would only contend with them."""
-    cv2.setNumThreads(1)
-
-
-def _pool_can_start() -> bool:
-    """Whether forkserver workers can re-import ``__main__``, as they must: not when it is stdin or gone."""
-    main_path = getattr(sys.modules["__main__"], "__file__", None)
-    return main_path is None or os.path.exists(main_path)
-
-
-def map_frames(function: Callable[[_T], _R], items: Sequence[_T], workers: int | None = None) -> list[_R]:
-    """``function`` over ``items`` in order, in a process pool when there are enough frames.
-
-    The pool uses forkserver, not fork: the caller may be a training process with torch's and
-    OpenCV's thread pools running, which a fork would copy half-initialised. ``function`` must be
-    a module-level function and ``items`` picklable. A pool that cannot start or dies (a worker
-    killed for memory) costs time, not the result: the frames are then done here, serially.
-    """
-    items = list(items)
-    workers = min(workers or available_cpus(), max(1, len(items) // _MIN_FRAMES_PER_WORKER))
-    if workers > 1 and _pool_can_start():
-        chunksize = max(1, math.ceil(len(items) / (workers * 4)))
-        context = multiprocessing.get_context("forkserver")
-        try:
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=_single_threaded) as pool:
-                return list(pool.map(function, items, chunksize=chunksize))
-        except BrokenProcessPool as error:
-            log.warning("process pool failed (%s); scoring %d frames serially", error, len(items))
-    return [function(item) for item in items]
 
 
 def summarise(

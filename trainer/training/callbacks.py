@@ -14,14 +14,15 @@ from typing import Any
 
 from argus.callbacks import Callback, EarlyStopping, ReduceLROnPlateau
 from argus.engine import State
-from argus.metrics.metric import Metric
 
-from trainer.events import EventLog
+from contract.events import PROGRESS, EventLog
 
 log = logging.getLogger("trainer")
 
 
 class ResumableEarlyStopping(EarlyStopping):
+    """Early stopping whose best value and patience counter continue across a resume."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pending: dict[str, Any] | None = None
@@ -40,6 +41,8 @@ class ResumableEarlyStopping(EarlyStopping):
 
 
 class ResumableReduceLROnPlateau(ReduceLROnPlateau):
+    """LR on plateau whose scheduler (best value, bad epochs, cooldown) continues across a resume."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pending: dict[str, Any] | None = None
@@ -55,27 +58,6 @@ class ResumableReduceLROnPlateau(ReduceLROnPlateau):
         if self._pending is not None:
             self.scheduler.load_state_dict(self._pending)
             self._pending = None
-
-
-class EpochLoss(Metric):
-    """argus's Loss (stored as `<phase>_loss`), except that an epoch with no batches, a resume
-    at its very end, reports NaN instead of raising."""
-
-    name = "epoch_loss"
-
-    def reset(self) -> None:
-        self.total, self.count = 0.0, 0
-
-    def update(self, step_output: dict) -> None:
-        self.total += step_output["loss"]
-        self.count += 1
-
-    def compute(self) -> float:
-        return self.total / self.count if self.count else math.nan
-
-    def epoch_complete(self, state: State) -> None:
-        prefix = f"{state.phase}_" if state.phase else ""
-        state.metrics[prefix + "loss"] = self.compute()
 
 
 def _duration(seconds: float) -> str:
@@ -130,7 +112,7 @@ class Progress(Callback):
             self.samples_per_s, _duration(eta),
         )
         self.events.emit(
-            "progress", epoch=position.epoch, step=position.step, steps_per_epoch=self.steps_per_epoch,
+            PROGRESS, epoch=position.epoch, step=position.step, steps_per_epoch=self.steps_per_epoch,
             samples=position.samples,
             epoch_samples=self.epoch_samples, loss=loss, samples_per_s=self.samples_per_s,
             eta_s=eta if math.isfinite(eta) else None,

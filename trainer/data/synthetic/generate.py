@@ -1,0 +1,71 @@
+"""Writing synthetic SoccerNet-format frames: ``NNNNN.jpg``, ``NNNNN.json``, ``NNNNN.camera.json``.
+
+Frame i is a pure function of (seed, i), so any subset can be made independently (in parallel, or
+resumed after a kill) and comes out the same; each file is written atomically, so a file that
+exists is complete.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from contract.files import atomic_write
+from trainer.data.synthetic.annotate import annotate
+from trainer.data.synthetic.camera import View, sample_camera
+from trainer.data.synthetic.render import render_view
+
+_MIN_LINE_CLASSES = 3
+_CAMERA_TRIES = 20
+
+
+def render_frame(
+    rng: np.random.Generator, width: int = 960, height: int = 540
+) -> tuple[np.ndarray, dict, dict]:
+    """One synthetic frame from a random broadcast camera: (BGR image, annotation, camera JSON).
+
+    Cameras that would show fewer than three lines are redrawn from the same generator, so the
+    result stays a function of the generator's state.
+    """
+    for _ in range(_CAMERA_TRIES):
+        camera_json = sample_camera(rng, width, height)
+        view = View.from_json(camera_json, width, height)
+        if len(annotate(view, np.random.default_rng(0))) >= _MIN_LINE_CLASSES:
+            break
+    image, annotation = render_view(camera_json, rng, width, height)
+    return image, annotation, camera_json
+
+
+def frame_paths(out_dir: Path, index: int) -> tuple[Path, Path, Path]:
+    """(image, annotation, camera) paths of frame `index`, named like SoccerNet's 5-digit frames."""
+    stem = f"{index:05d}"
+    return out_dir / f"{stem}.jpg", out_dir / f"{stem}.json", out_dir / f"{stem}.camera.json"
+
+
+def generate(
+    out_dir: Path, frames: int, seed: int, width: int = 960, height: int = 540, start_index: int = 0
+) -> list[Path]:
+    """Write frames start_index .. start_index + frames − 1 and return their image paths.
+
+    Frame i draws from a generator seeded by (seed, i), so any subset can be made independently
+    (in parallel, or resumed after a kill) and comes out the same; complete frames are skipped.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = []
+    for index in range(start_index, start_index + frames):
+        image_path, annotation_path, camera_path = frame_paths(out_dir, index)
+        images.append(image_path)
+        if image_path.exists() and annotation_path.exists() and camera_path.exists():
+            continue
+        image, annotation, camera_json = render_frame(np.random.default_rng([seed, index]), width, height)
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        if not ok:
+            raise RuntimeError(f"JPEG encoding failed for frame {index}")
+        atomic_write(image_path, jpeg.tobytes())
+        atomic_write(camera_path, json.dumps(camera_json, indent=1).encode())
+        atomic_write(annotation_path, json.dumps(annotation).encode())
+    return images
