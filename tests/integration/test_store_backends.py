@@ -1,43 +1,53 @@
-"""The store against a real local directory and a real GCS API (fake-gcs-server), not mocks."""
+"""The store against real backends: a local directory, fsspec's memory file system, and a real
+GCS API (fake-gcs-server), not mocks. Every test taking `store_url` runs on each of them."""
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import importlib.util
 import os
 import threading
-import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import aiohttp
+import fsspec
 import pytest
-import requests
-from google.auth import exceptions as auth_exceptions
 
 from runner import layout
-from runner.store import (
-    FsspecBackend,
-    JobStore,
-    LocalBackend,
-    RetryPolicy,
-    Store,
-    StoreError,
-    StoreUnavailable,
-    describe,
-    is_transient,
-)
+from runner.store import JobStore, RetryPolicy, Store, StoreError, StoreUnavailable
+from runner.store.local import LocalBackend
 from tests.gcs_emulator import GcsEmulator
 
 FAST = {"retries": 3, "backoff_s": 0.01, "max_backoff_s": 0.05}
 
 
+@pytest.fixture(params=["local", "memory", "gcs"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty store root: a local directory, a new memory:// root, or a new bucket on the
+    session's emulator. (Overrides conftest's local-and-GCS fixture for this module.)"""
+    if request.param == "local":
+        return str(tmp_path / "store")
+    if request.param == "memory":
+        return f"memory://store-{uuid.uuid4().hex[:16]}/store"
+    emulator: GcsEmulator = request.getfixturevalue("gcs_emulator")
+    bucket = f"test-{uuid.uuid4().hex[:16]}"
+    emulator.create_bucket(bucket)
+    return f"gs://{bucket}/runs"
+
+
 def all_objects(url: str, request: pytest.FixtureRequest) -> list[str]:
-    """Every object under the store's parent (the bucket, or the test's tmp dir)."""
+    """Every object under the store's parent (the bucket, the memory root, or the test's tmp dir)."""
     if url.startswith("gs://"):
         emulator: GcsEmulator = request.getfixturevalue("gcs_emulator")
         return emulator.list_objects(url.removeprefix("gs://").split("/")[0])
+    if url.startswith("memory://"):
+        fs = fsspec.filesystem("memory")
+        parent = "/" + url.removeprefix("memory://").split("/")[0]
+        local = Path(request.getfixturevalue("tmp_path"))
+        files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
+        return sorted(name.removeprefix(parent + "/") for name in fs.find(parent)) + files
     parent = Path(url).parent
     return sorted(p.relative_to(parent).as_posix() for p in parent.rglob("*") if p.is_file())
 
@@ -69,17 +79,41 @@ def test_multi_megabyte_file_round_trip(store_url: str, tmp_path: Path) -> None:
     assert [p.name for p in target.parent.iterdir()] == ["step.pt"]
 
 
+def test_get_file_replaces_an_existing_local_file_whole(store_url: str, tmp_path: Path) -> None:
+    job = Store(store_url, **FAST).job("demo")
+    job.put_bytes("weights/final.pt", b"new weights")
+    target = tmp_path / "down" / "final.pt"
+    target.parent.mkdir()
+    target.write_bytes(b"old weights, longer than the new ones")
+    assert job.get_file("weights/final.pt", target)
+    assert target.read_bytes() == b"new weights"
+    assert [p.name for p in target.parent.iterdir()] == ["final.pt"]
+
+
 def test_missing_keys_are_answers_not_errors(store_url: str, tmp_path: Path) -> None:
     job = Store(store_url, **FAST).job("demo")
     target = tmp_path / "down" / "x.pt"
     assert job.get_bytes("state.json") is None
     assert job.get_file("checkpoints/step-000000001.pt", target) is False
     assert not target.exists()
+    assert not target.parent.exists() or list(target.parent.iterdir()) == []
     assert job.size("state.json") is None
     assert not job.exists("state.json")
     assert job.list("checkpoints") == []
     assert job.list("") == []
+    assert job.list_dirs("") == []
     job.delete("state.json")
+
+
+def test_a_folder_is_not_an_object(store_url: str, tmp_path: Path) -> None:
+    job = Store(store_url, **FAST).job("demo")
+    job.put_bytes("checkpoints/step-000000001.pt", b"pt")
+    target = tmp_path / "down" / "checkpoints"
+    assert job.get_file("checkpoints", target) is False
+    assert not target.exists()
+    assert job.get_bytes("checkpoints") is None
+    assert job.size("checkpoints") is None
+    assert not job.exists("checkpoints")
 
 
 def test_list_size_delete(store_url: str) -> None:
@@ -182,12 +216,6 @@ def test_unsafe_keys_fail_before_any_request(key: str, private_gcs_emulator: Gcs
             call()
 
 
-@pytest.mark.parametrize("name", ["../x", "a/b", "A", "", "a..b", "-x"])
-def test_unsafe_job_names(name: str, tmp_path: Path) -> None:
-    with pytest.raises(layout.UnsafeName):
-        Store(str(tmp_path)).job(name)
-
-
 def test_nothing_is_written_outside_the_job(store_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     store = Store(store_url, **FAST)
     store.job("other").put_bytes("spec.yaml", b"name: other\n")
@@ -212,7 +240,7 @@ def test_nothing_is_written_outside_the_job(store_url: str, tmp_path: Path, requ
                 call()
 
     after = all_objects(store_url, request)
-    root = "store" if not store_url.startswith("gs://") else "runs"
+    root = "runs" if store_url.startswith("gs://") else "store"
     new = sorted(set(after) - set(before))
     assert set(before) <= set(after)
     assert all(name.startswith((f"{root}/demo/", "local/")) for name in new), new
@@ -222,20 +250,41 @@ def test_nothing_is_written_outside_the_job(store_url: str, tmp_path: Path, requ
     assert store.job("other").get_bytes("checkpoints/step-000000001.pt") == b"theirs"
 
 
-def test_outage_raises_unavailable_then_recovers(private_gcs_emulator: GcsEmulator) -> None:
+class RecordingAsyncio:
+    """`asyncio` as gcsfs's retry module sees it, with `sleep` recorded instead of slept."""
+
+    def __init__(self) -> None:
+        self.sleeps: list[float] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    async def sleep(self, delay: float, *args: Any, **kwargs: Any) -> None:
+        self.sleeps.append(delay)
+
+
+def test_outage_raises_unavailable_then_recovers(private_gcs_emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """During an outage each store call makes exactly our policy's attempts: gcsfs's own retry loop
+    (six tries, sleeps up to 16 s, about 33 s a call) must not run beneath it, or the lease could
+    not be renewed in time. Its backoff sleeps are recorded rather than timed."""
+    from gcsfs import retry as gcsfs_retry
+
+    assert gcsfs_retry.asyncio is asyncio, "gcsfs.retry no longer sleeps through asyncio: update this test"
+    recorder = RecordingAsyncio()
+    monkeypatch.setattr(gcsfs_retry, "asyncio", recorder)
+
     private_gcs_emulator.create_bucket("outage")
     job = Store("gs://outage/runs", **FAST).job("demo")
     job.put_bytes("state.json", b"1")
 
     private_gcs_emulator.stop()
-    began = time.monotonic()
     with pytest.raises(StoreUnavailable, match=r"put_bytes demo/state\.json: store unavailable after 3 attempts"):
         job.put_bytes("state.json", b"2")
-    assert time.monotonic() - began < 5, "gcsfs's own retry loop (about 33 s per call) is not bypassed"
     with pytest.raises(StoreUnavailable):
         job.get_bytes("state.json")
     with pytest.raises(StoreUnavailable):
         job.create_exclusive("lease/000000002.json", b"me")
+    assert recorder.sleeps == [], "gcsfs's own retry loop ran beneath ours (single_try_gcs_class is not bypassing it)"
 
     private_gcs_emulator.start()
     assert job.get_bytes("state.json") == b"1", "what was stored before the outage is still there"
@@ -258,6 +307,35 @@ def test_missing_bucket_is_permanent(gcs_emulator: GcsEmulator) -> None:
     with pytest.raises(StoreError, match="put_bytes demo/state.json") as raised:
         job.put_bytes("state.json", b"{}")
     assert not isinstance(raised.value, StoreUnavailable)
+
+
+def test_local_writes_leave_no_temp_files_and_listings_hide_stray_ones(tmp_path: Path) -> None:
+    """A crash mid-write can leave a temp file beside its target; listings never show it."""
+    job = Store(str(tmp_path / "store"), **FAST).job("demo")
+    job.put_bytes("checkpoints/step-000000001.json", b"{}")
+    job.create_exclusive("lease/000000001.json", b"me")
+    folder = tmp_path / "store" / "demo"
+    assert sorted(p.name for p in folder.rglob("*") if p.is_file()) == ["000000001.json", "step-000000001.json"]
+
+    (folder / "checkpoints" / ".step-000000002.pt.0123456789ab.partial").write_bytes(b"half")
+    (folder / "checkpoints" / ".tmpdir.0123456789ab.partial").mkdir()
+    assert job.list("checkpoints") == ["step-000000001.json"]
+    assert job.list_dirs("checkpoints") == []
+
+
+def test_local_symlinks_count_as_what_they_point_to(tmp_path: Path) -> None:
+    """A job folder or object linked in from elsewhere (another disk) is listed like any other."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "alpha").mkdir(parents=True)
+    (elsewhere / "alpha" / "spec.yaml").write_bytes(b"name: alpha\n")
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "alpha").symlink_to(elsewhere / "alpha", target_is_directory=True)
+    (tmp_path / "store" / "alpha" / "state.json").symlink_to(elsewhere / "alpha" / "spec.yaml")
+    (tmp_path / "store" / "alpha" / "dangling.json").symlink_to(elsewhere / "missing.json")
+
+    store = Store(str(tmp_path / "store"), **FAST)
+    assert store.list_jobs() == ["alpha"]
+    assert store.job("alpha").list("") == ["spec.yaml", "state.json"]
 
 
 def test_create_exclusive_without_hard_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -296,34 +374,6 @@ def test_create_exclusive_recognises_its_own_earlier_attempt(tmp_path: Path) -> 
     assert JobStore(rival, policy, "demo", str(tmp_path)).create_exclusive("lease/000000001.json", b"theirs") is False
 
 
-def test_memory_store_is_exclusive_within_the_process() -> None:
-    store = Store("memory://store-test-exclusive", **FAST)
-    job = store.job("demo")
-    results: list[bool] = []
-    threads = [
-        threading.Thread(target=lambda: results.append(job.create_exclusive("lease/000000001.json", b"x")))
-        for _ in range(8)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(results) == [False] * 7 + [True]
-    job.put_bytes("spec.yaml", b"name: demo\n")
-    assert store.list_jobs() == ["demo"]
-    assert job.list("lease") == ["000000001.json"]
-
-
-def test_check_then_write_where_the_backend_has_no_create_mode() -> None:
-    """The fallback for an fsspec backend without `mode="create"` still refuses an existing name."""
-    import fsspec
-
-    backend = FsspecBackend(fsspec.filesystem("memory"), "/store-test-fallback", exclusive=False)
-    assert backend.create("demo/lease/000000001.json", b"a") is True
-    assert backend.create("demo/lease/000000001.json", b"b") is False
-    assert backend.get_bytes("demo/lease/000000001.json") == b"a"
-
-
 def test_which_stores_enforce_exclusive_create(gcs_emulator: GcsEmulator, tmp_path: Path) -> None:
     assert Store(str(tmp_path)).supports_exclusive_create
     assert Store(f"file://{tmp_path}").supports_exclusive_create
@@ -335,104 +385,18 @@ def test_which_stores_enforce_exclusive_create(gcs_emulator: GcsEmulator, tmp_pa
     assert drive.job("demo").url == "/content/drive/MyDrive/runs"
 
 
-def test_store_urls_are_checked() -> None:
-    with pytest.raises(StoreError, match="credentials"):
-        Store("gs://user:secret@bucket/runs")
-    with pytest.raises(StoreError, match="not supported"):
-        Store("ftp://host/runs")
-    with pytest.raises(StoreError, match="names no bucket"):
-        Store("gs://")
+def test_opening_a_local_or_memory_store_loads_no_cloud_client() -> None:
+    """gcsfs, s3fs and aiohttp are imported only when such a store is opened (checked in a fresh
+    interpreter, since this one has them loaded)."""
+    import subprocess
+    import sys
 
-
-@pytest.mark.skipif(importlib.util.find_spec("s3fs") is not None, reason="s3fs is installed here")
-def test_s3_without_s3fs_names_the_package() -> None:
-    with pytest.raises(StoreError, match="s3fs"):
-        Store("s3://bucket/runs")
-
-
-def test_retry_policy_retries_transient_only() -> None:
-    calls: list[int] = []
-
-    def flaky() -> str:
-        calls.append(1)
-        if len(calls) < 3:
-            raise ConnectionResetError(errno.ECONNRESET, "reset")
-        return "ok"
-
-    assert RetryPolicy(3, 0.0, 0.0).run("op", "demo/k", flaky) == "ok"
-    assert len(calls) == 3
-
-    calls.clear()
-
-    def forbidden() -> None:
-        calls.append(1)
-        raise PermissionError("Forbidden: bucket/demo/k")
-
-    with pytest.raises(StoreError, match="op demo/k: PermissionError"):
-        RetryPolicy(3, 0.0, 0.0).run("op", "demo/k", forbidden)
-    assert len(calls) == 1
-
-
-def http_error(code: int, message: str = "") -> Exception:
-    from gcsfs.retry import HttpError
-
-    return HttpError({"code": code, "message": message})
-
-
-def checksum_error() -> Exception:
-    from gcsfs.retry import ChecksumError
-
-    return ChecksumError("md5 mismatch")
-
-
-TRANSIENT_TABLE: list[tuple[str, Callable[[], BaseException], bool]] = [
-    ("refused", lambda: ConnectionRefusedError(errno.ECONNREFUSED, "refused"), True),
-    ("reset", lambda: ConnectionResetError(errno.ECONNRESET, "reset"), True),
-    ("broken pipe", lambda: BrokenPipeError(errno.EPIPE, "pipe"), True),
-    ("timeout", lambda: TimeoutError("timed out"), True),
-    ("asyncio timeout", lambda: asyncio.TimeoutError(), True),
-    ("oserror unreachable", lambda: OSError(errno.EHOSTUNREACH, "no route"), True),
-    ("drive mount gone", lambda: OSError(errno.ENOTCONN, "Transport endpoint is not connected"), True),
-    ("aiohttp disconnected", lambda: aiohttp.ServerDisconnectedError(), True),
-    ("aiohttp payload", lambda: aiohttp.ClientPayloadError("truncated"), True),
-    ("aiohttp 503", lambda: aiohttp.ClientResponseError(None, (), status=503), True),  # type: ignore[arg-type]
-    ("aiohttp 404", lambda: aiohttp.ClientResponseError(None, (), status=404), False),  # type: ignore[arg-type]
-    ("requests connection", lambda: requests.ConnectionError("down"), True),
-    ("requests read timeout", lambda: requests.ReadTimeout("slow"), True),
-    ("requests http error", lambda: requests.HTTPError("400 bad"), False),
-    ("auth transport", lambda: auth_exceptions.TransportError("metadata server"), True),
-    ("auth refresh", lambda: auth_exceptions.RefreshError("invalid_grant"), False),
-    ("gcs 500", lambda: http_error(500), True),
-    ("gcs 503", lambda: http_error(503), True),
-    ("gcs 429", lambda: http_error(429, "rate limit"), True),
-    ("gcs 408", lambda: http_error(408), True),
-    ("gcs 401 expired token", lambda: http_error(401, "Invalid Credentials"), True),
-    ("gcs 401 anonymous", lambda: http_error(401, "Anonymous caller"), False),
-    ("gcs 400", lambda: http_error(400, "bad"), False),
-    ("gcs 404", lambda: http_error(404), False),
-    ("gcs 412", lambda: http_error(412), False),
-    ("gcs checksum", checksum_error, True),
-    ("not found", lambda: FileNotFoundError("bucket/demo/x"), False),
-    ("precondition (412 in gcsfs)", lambda: FileExistsError("bucket/demo/lease"), False),
-    ("forbidden (403 in gcsfs)", lambda: OSError("Forbidden: bucket/demo/x"), False),
-    ("permission", lambda: PermissionError(errno.EACCES, "denied"), False),
-    ("disk full", lambda: OSError(errno.ENOSPC, "No space left on device"), False),
-    ("bad request", lambda: ValueError("Bad Request: invalid"), False),
-    ("bug", lambda: TypeError("unexpected"), False),
-]
-
-
-@pytest.mark.parametrize("make, expected", [(m, e) for _, m, e in TRANSIENT_TABLE],
-                         ids=[name for name, _, _ in TRANSIENT_TABLE])
-def test_is_transient(make: Callable[[], BaseException], expected: bool) -> None:
-    assert is_transient(make()) is expected
-
-
-def test_messages_carry_no_credentials() -> None:
-    leaky = OSError(
-        "Forbidden: https://storage.googleapis.com/upload?access_token=ya29.SECRET&x=1\n"
-        "Authorization: Bearer ya29.SECRET2 https://user:SECRET3@host/p {\"private_key\": \"SECRET4\"}"
+    code = (
+        "import sys, tempfile\n"
+        "from runner.store import Store\n"
+        "Store(tempfile.mkdtemp()).job('demo').put_bytes('state.json', b'{}')\n"
+        "Store('memory://x').job('demo').put_bytes('state.json', b'{}')\n"
+        "loaded = sorted(m for m in ('torch', 'trainer', 'gcsfs', 's3fs', 'aiohttp') if m in sys.modules)\n"
+        "assert not loaded, loaded\n"
     )
-    text = describe(leaky)
-    assert "SECRET" not in text
-    assert text.startswith("OSError: Forbidden: https://storage.googleapis.com/upload?access_token=<redacted>&x=1")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -1,0 +1,72 @@
+"""The backend protocol: raw operations on paths relative to the store root, and the choice of
+backend by URL. Backends answer a missing key (None / False / []) instead of raising; they know
+nothing of jobs, keys or retries, which `jobs.JobStore` adds on top.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from runner.store.retry import StoreError
+
+
+class Backend(ABC):
+    """Raw operations on paths relative to the store root; missing keys are answered, not raised."""
+
+    exclusive: bool
+
+    @abstractmethod
+    def put_file(self, local: Path, path: str) -> None: ...
+
+    @abstractmethod
+    def put_bytes(self, path: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def create(self, path: str, data: bytes) -> bool:
+        """False when the name already exists."""
+
+    @abstractmethod
+    def get_bytes(self, path: str) -> bytes | None: ...
+
+    @abstractmethod
+    def get_file(self, path: str, local: Path) -> bool: ...
+
+    @abstractmethod
+    def size(self, path: str) -> int | None: ...
+
+    @abstractmethod
+    def list(self, path: str) -> list[str]: ...
+
+    @abstractmethod
+    def list_dirs(self, path: str) -> list[str]: ...
+
+    @abstractmethod
+    def delete(self, path: str) -> None: ...
+
+
+def open_backend(protocol: str, url: str) -> Backend:
+    """The backend for a checked store URL. Each backend module is imported only when its kind of
+    store is opened, so a local store never loads gcsfs (nor a `gs://` store s3fs)."""
+    if protocol == "file":
+        from runner.store.local import LocalBackend
+
+        location = url.split("://", 1)[1] if "://" in url else url
+        return LocalBackend(Path(location).expanduser().absolute())
+    if protocol == "memory":
+        from runner.store.memory import MemoryBackend
+
+        return MemoryBackend(url)
+    location = url.split("://", 1)[1].strip("/")
+    if not location:
+        raise StoreError(f"store URL {url!r} names no bucket; use {protocol}://bucket/prefix")
+    if protocol == "gs":
+        from runner.store.gcs import GcsBackend
+
+        return GcsBackend(location)
+    from runner.store.fsspec_backend import FsspecBackend, has_create_mode
+
+    import fsspec
+
+    fs = fsspec.filesystem(protocol, skip_instance_cache=True, use_listings_cache=False)
+    return FsspecBackend(fs, location, exclusive=has_create_mode(fs))

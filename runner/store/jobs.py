@@ -1,0 +1,140 @@
+"""The job facade: `Store` (a store root) and `JobStore` (everything under STORE/JOB/).
+
+Keys are validated with `runner.layout` before any request and joined under STORE/JOB/, so a name
+from a spec or a listing can never reach outside the job; every call runs under one
+`RetryPolicy`, so callers see only `StoreError` / `StoreUnavailable` and answers for missing keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from runner import layout
+from runner.spec import check_store_url, store_protocol
+from runner.store.base import Backend, open_backend
+from runner.store.retry import RetryPolicy, StoreError
+
+T = TypeVar("T")
+
+
+class Store:
+    """A store root: `gs://bucket/prefix`, `s3://bucket/prefix`, a local path or `memory://`."""
+
+    def __init__(self, url: str, *, retries: int = 4, backoff_s: float = 0.5, max_backoff_s: float = 8.0) -> None:
+        try:
+            check_store_url(url)
+        except ValueError as error:
+            raise StoreError(f"store URL {error}") from None
+        self.url = url
+        protocol = store_protocol(url)
+        self.protocol = "gs" if protocol == "gcs" else protocol
+        self._policy = RetryPolicy(retries, backoff_s, max_backoff_s)
+        self._backend: Backend = open_backend(self.protocol, url)
+        self.supports_exclusive_create = self._backend.exclusive
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    def job(self, name: str) -> JobStore:
+        return JobStore(self._backend, self._policy, layout.check_job(name), self.url)
+
+    def list_jobs(self) -> list[str]:
+        """Jobs under the root that were submitted (have a spec); other folders are ignored."""
+        def jobs() -> list[str]:
+            names = [n for n in self._backend.list_dirs("") if is_job_name(n)]
+            return sorted(n for n in names if self._backend.size(layout.job_key(n, layout.SPEC)) is not None)
+        return self._policy.run("list_jobs", self.url, jobs)
+
+
+def is_job_name(name: str) -> bool:
+    try:
+        layout.check_job(name)
+    except layout.UnsafeName:
+        return False
+    return True
+
+
+class JobStore:
+    """Everything under STORE/JOB/; keys are relative to it and validated with layout.check_relative.
+
+    Nothing outside is ever written or deleted: every key is checked before the first request.
+    """
+
+    def __init__(self, backend: Backend, policy: RetryPolicy, name: str, url: str) -> None:
+        self._backend = backend
+        self._policy = policy
+        self.name = name
+        self.url = url
+        self.supports_exclusive_create = backend.exclusive
+
+    def __repr__(self) -> str:
+        return f"JobStore({self.name!r})"
+
+    def _key(self, relative: str) -> str:
+        """The full key; an empty key is refused here too, since it would name the job itself."""
+        return layout.job_key(self.name, layout.check_relative(relative))
+
+    def _run(self, operation: str, relative: str, call: Callable[[], T]) -> T:
+        return self._policy.run(operation, f"{self.name}/{relative}", call)
+
+    def put_file(self, local: Path, key: str) -> None:
+        """Upload a file from disk without reading it into memory; the object appears whole or not at all."""
+        path = self._key(key)
+        self._run("put_file", key, lambda: self._backend.put_file(Path(local), path))
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        path = self._key(key)
+        self._run("put_bytes", key, lambda: self._backend.put_bytes(path, data))
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Create the object only if no object has that name: True if this call created it.
+
+        A retried create can find the name taken by its own earlier attempt, whose reply was lost;
+        the stored bytes tell, so callers make `data` unique to the writer (a lease names its
+        session). Retried on transient errors only.
+        """
+        path = self._key(key)
+        attempts = 0
+
+        def create() -> bool:
+            nonlocal attempts
+            attempts += 1
+            if self._backend.create(path, data):
+                return True
+            return attempts > 1 and self._backend.get_bytes(path) == data
+
+        return self._run("create_exclusive", key, create)
+
+    def get_bytes(self, key: str) -> bytes | None:
+        path = self._key(key)
+        return self._run("get_bytes", key, lambda: self._backend.get_bytes(path))
+
+    def get_file(self, key: str, local: Path) -> bool:
+        """Download to `local` via a temp file beside it, so `local` is never half written."""
+        path = self._key(key)
+        return self._run("get_file", key, lambda: self._backend.get_file(path, Path(local)))
+
+    def size(self, key: str) -> int | None:
+        path = self._key(key)
+        return self._run("size", key, lambda: self._backend.size(path))
+
+    def list(self, prefix: str) -> list[str]:
+        """Names of the objects directly under `prefix` ('' is the job root), sorted."""
+        path = self._key(prefix) if prefix else self.name
+        return self._run("list", prefix or ".", lambda: self._backend.list(path))
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        """Names of the folders directly under `prefix` (e.g. the sessions under `logs`), sorted.
+
+        On object stores a folder is only a shared name prefix, so one exists while it holds an object.
+        """
+        path = self._key(prefix) if prefix else self.name
+        return self._run("list_dirs", prefix or ".", lambda: self._backend.list_dirs(path))
+
+    def delete(self, key: str) -> None:
+        path = self._key(key)
+        self._run("delete", key, lambda: self._backend.delete(path))
+
+    def exists(self, key: str) -> bool:
+        return self.size(key) is not None
