@@ -4,25 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from SoccerNet.Evaluation.utils_calibration import Camera
 
-from trainer.data.keypoints.table import XYZ
+from tests.truth import H, W, true_keypoints
 from trainer.data.synthetic.generate import render_frame
 from trainer.evaluation.challenge import evalai_score
 
-W, H = 960, 540
-
-
-def true_keypoints(camera_json: dict) -> np.ndarray:
-    """(57, 3): the true camera's projection of each point inside the image, NaN elsewhere."""
-    camera = Camera(W, H)
-    camera.from_json_parameters(camera_json)
-    out = np.full((57, 3), np.nan)
-    for index, xyz in enumerate(XYZ):
-        p = camera.project_point(xyz)
-        if p[2] > 0 and 0 <= p[0] <= W - 1 and 0 <= p[1] <= H - 1:
-            out[index] = [p[0], p[1], 1.0]
-    return out
 
 
 @pytest.fixture(scope="module")

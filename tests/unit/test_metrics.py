@@ -16,26 +16,13 @@ from SoccerNet.Evaluation.utils_calibration import (
     scale_points,
 )
 
-from trainer.data.keypoints.table import XYZ
+from tests.truth import H, W, true_keypoints
 from trainer.data.synthetic.generate import render_frame
 from trainer.evaluation.challenge import _distances_to_polyline, evalai_score, frame_accuracies
 from trainer.evaluation.heatmaps import keypoints_from_heatmaps
 from trainer.evaluation.keypoint_metrics import keypoint_metrics
 from trainer.model.loss import gaussian_targets
 
-W, H = 960, 540
-
-
-def true_keypoints(camera_json: dict) -> np.ndarray:
-    """(57, 3): the true camera's projection of each point inside the image, NaN elsewhere."""
-    camera = Camera(W, H)
-    camera.from_json_parameters(camera_json)
-    out = np.full((57, 3), np.nan)
-    for index, xyz in enumerate(XYZ):
-        p = camera.project_point(xyz)
-        if p[2] > 0 and 0 <= p[0] <= W - 1 and 0 <= p[1] <= H - 1:
-            out[index] = [p[0], p[1], 1.0]
-    return out
 
 
 def annotation_of(camera_json: dict) -> dict:
