@@ -5,6 +5,7 @@ Every test runs against a local store and against gcsfs on the GCS emulator (`st
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -80,6 +81,12 @@ def wait_until(condition, timeout: float = 300, what: str = "condition") -> None
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.2)
+
+
+def store_retry_budget_s() -> float:
+    """The longest one store call keeps retrying under `Store`'s default policy."""
+    defaults = {name: p.default for name, p in inspect.signature(Store).parameters.items()}
+    return sum(min(defaults["max_backoff_s"], defaults["backoff_s"] * 2 ** k) for k in range(defaults["retries"] - 1))
 
 
 def final_weights(store: str, job: str, tmp: Path) -> dict[str, torch.Tensor]:
@@ -255,9 +262,13 @@ def test_store_outage_delays_uploads_but_loses_no_checkpoint(
         return [json.loads(line)["step"] for line in lines if '"kind": "checkpoint"' in line]
 
     emulator.stop()
+    stopped = time.monotonic()
     during = len(local_checkpoint_events())
-    # longer than a tick's retry budget (about 4 s), so whole ticks fail and their work waits
-    wait_until(lambda: len(local_checkpoint_events()) >= during + 8, what="checkpoints written during the outage")
+    # Longer than a tick's whole retry budget, so whole ticks fail and their work waits, however
+    # fast this machine writes the 8 checkpoints.
+    outage_s = store_retry_budget_s() + 2 * 0.5
+    wait_until(lambda: len(local_checkpoint_events()) >= during + 8 and time.monotonic() - stopped > outage_s,
+               what="checkpoints written during the outage")
     emulator.start()
     output = proc.communicate(timeout=600)[0]
     assert proc.returncode == 0, output
