@@ -47,14 +47,14 @@ def main() -> None:
         tmp = Path(tmp)
         prepare_frames(tmp / "data", args.frames, 8)
         spec = write_spec(tmp / "job.yaml", "bench-attach", tmp / "store", tmp / "data", args.frames, 8,
-                          epochs=50, sync_s=0.5)
+                          epochs=50, sync_s=1.0)
         submit_s, proc = first_step_after([sys.executable, "-m", "runner", "submit", str(spec), "--workdir",
                                            str(tmp / "w1")], tmp / "w1")
         while not list((tmp / "store" / "bench-attach" / "checkpoints").glob("*.json")):
             time.sleep(0.1)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        time.sleep(2.0)  # the dead session's lease lapses after 3 sync intervals
+        time.sleep(3.5)  # the dead session's lease lapses after 3 sync intervals
         before = json.loads((tmp / "store" / "bench-attach" / "state.json").read_text())["goodput"]
         attach_s, proc = first_step_after([sys.executable, "-m", "runner", "attach", "bench-attach", "--store",
                                            str(tmp / "store"), "--workdir", str(tmp / "w2")], tmp / "w2")

@@ -32,9 +32,10 @@ InputSize = Annotated[tuple[Side, Side], BeforeValidator(_two_sides)]
 
 
 class Section(BaseModel):
-    """Unknown keys are errors: a typo must not become a silently ignored setting."""
+    """Unknown keys are errors: a typo must not become a silently ignored setting. Every float is
+    finite: `.inf` and `.nan` are refused wherever a number is read."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 S = TypeVar("S", bound=Section)
@@ -71,7 +72,7 @@ class LoaderConfig(Section):
 
 
 class CheckpointConfig(Section):
-    every_minutes: float = Field(10.0, gt=0)
+    every_minutes: float = Field(10.0, gt=0, le=1440)
     every_epochs: int = Field(1, ge=1)
     keep_last: int = Field(3, ge=1)
 

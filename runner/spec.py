@@ -10,12 +10,14 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import re
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import annotated_types
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from contract.config import CheckpointConfig, InputSize, LoaderConfig, ModelConfig, Rung, Section, TrainConfig
 from runner.ladder import build_ladder
@@ -31,6 +33,23 @@ STORE_PROTOCOLS: dict[str, str | None] = {
     "s3": "s3fs",
 }
 
+# Bounds on spec input (issue 10): a spec is a few hundred bytes of hand-written YAML, so
+# anything far past these is a mistake or an attack, refused before it costs memory or time.
+MAX_SPEC_BYTES = 1 << 20  # 1 MiB, checked before the file is read
+MAX_DEPTH = 32  # nesting of mappings and lists; a job spec needs 4
+MAX_NODES = 10_000  # YAML values (scalars, lists, mappings); a job spec has about 100
+MAX_PROBLEMS = 20  # problems listed; the rest are counted
+EXCERPT_CHARS = 80  # the most of a bad value any message repeats
+START_SKEW = timedelta(minutes=5)  # clock skew allowed for a session.start "now"
+
+
+def _cut(text: str, limit: int = EXCERPT_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _short(value: Any) -> str:
+    """The value as `repr` shows it, cut to an excerpt: messages never repeat more of the input."""
+    return _cut(repr(value))
 
 
 class Problem(BaseModel):
@@ -38,6 +57,12 @@ class Problem(BaseModel):
 
     path: str
     message: str
+
+    @field_validator("path", "message")
+    @classmethod
+    def _bounded(cls, value: str, info: Any) -> str:
+        """A last guard: no problem line repeats more than a short excerpt of the input."""
+        return _cut(value, 120 if info.field_name == "path" else 500)
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
@@ -65,7 +90,7 @@ def _relative_name(value: str, what: str) -> str:
     """A folder name under a root: never absolute, never climbing out with '..'."""
     parts = Path(value).parts
     if not value or Path(value).is_absolute() or ".." in parts:
-        raise ValueError(f"{what} must be a relative folder name without '..', got {value!r}")
+        raise ValueError(f"{what} must be a relative folder name without '..', got {_short(value)}")
     return value
 
 
@@ -107,12 +132,13 @@ class OomSpec(Section):
 
 
 class SyncSpec(Section):
-    every_seconds: float = Field(60.0, gt=0)
+    # The lease lives 3 intervals: under a second it would lapse on any slow store call.
+    every_seconds: float = Field(60.0, ge=1, le=3600)
 
 
 class SessionSpec(Section):
-    max_hours: float | None = Field(None, gt=0, description="none: the session has no limit")
-    margin_minutes: float = Field(15.0, ge=0)
+    max_hours: float | None = Field(None, gt=0, le=168, description="none: the session has no limit")
+    margin_minutes: float = Field(15.0, ge=0, le=1440)
     start: Literal["auto"] | datetime = "auto"
 
     @field_validator("start", mode="before")
@@ -124,8 +150,24 @@ class SessionSpec(Section):
             return datetime.fromisoformat(str(value))
         except ValueError:
             raise ValueError(
-                f"must be 'auto' or an ISO 8601 time like 2026-11-25T08:00:00+00:00, got {value!r}"
+                f"must be 'auto' or an ISO 8601 time like 2026-11-25T08:00:00+00:00, got {_short(value)}"
             ) from None
+
+    @field_validator("start")
+    @classmethod
+    def _not_in_future(cls, value: Literal["auto"] | datetime) -> Literal["auto"] | datetime:
+        """A session cannot have started later than now (a time without a zone is UTC)."""
+        if value == "auto":
+            return value
+        assert isinstance(value, datetime)
+        aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        now = datetime.now(timezone.utc)
+        if aware > now + START_SKEW:
+            raise ValueError(
+                f"{value.isoformat()} is in the future (now is {now.isoformat(timespec='seconds')}); "
+                "allowed: 'auto' or a time no later than now (5 minutes of clock skew allowed)"
+            )
+        return value
 
 
 class ResourcesSpec(Section):
@@ -162,7 +204,7 @@ class JobSpec(Section):
     def _name(cls, value: str) -> str:
         if not NAME_PATTERN.fullmatch(value) or ".." in value:
             raise ValueError(
-                f"{value!r} is not a safe job name: use 1-63 characters of a-z, 0-9, '.', '_', '-', "
+                f"{_short(value)} is not a safe job name: use 1-63 characters of a-z, 0-9, '.', '_', '-', "
                 "starting with a letter or digit, no '..' (it is the job's key in the store), "
                 "e.g. 'hrnet-w48-t4'"
             )
@@ -207,29 +249,34 @@ def store_protocol(url: str) -> str:
 def check_store_url(url: str) -> str:
     """Reject stores we cannot write to, naming the package that would make them work.
 
-    Credentials are checked first so that no later message echoes a secret back.
+    Credentials are checked first, in every scheme (`file://user:pw@host/...` too), so that no
+    later message echoes a secret back. A plain path (no `://`) is a local folder and may hold
+    any character.
     """
     if not url.strip():
         raise ValueError("must not be empty; use a local path like ./runs or gs://bucket/prefix")
     protocol = store_protocol(url)
-    if protocol != "file":
+    if "://" in url:
         location = url.split("://", 1)[1]
         if "@" in location.split("/", 1)[0] or "?" in location:
             raise ValueError(
                 "must not carry credentials or options; credentials come from the environment "
                 "(Colab auth, ADC, GOOGLE_APPLICATION_CREDENTIALS)"
             )
-        if ".." in location.split("/"):
-            raise ValueError(f"{url!r} must not contain '..' segments")
+        if protocol != "file" and ".." in location.split("/"):
+            raise ValueError(f"{_short(url)} must not contain '..' segments")
     if protocol not in STORE_PROTOCOLS:
         allowed = ", ".join(f"{p}://" for p in STORE_PROTOCOLS)
         raise ValueError(
-            f"{url!r} has the protocol {protocol!r}, which is not supported; use a local path or one of {allowed}"
+            f"{_short(url)} has the protocol {_short(protocol)}, which is not supported; "
+            f"use a local path or one of {allowed}"
         )
     package = STORE_PROTOCOLS[protocol]
     if package and importlib.util.find_spec(package) is None:
         extra = " (pip install 'resumable-runner[s3]')" if package == "s3fs" else ""
-        raise ValueError(f"{url!r} needs the package {package}, which is not installed: pip install {package}{extra}")
+        raise ValueError(
+            f"{_short(url)} needs the package {package}, which is not installed: pip install {package}{extra}"
+        )
     return url
 
 
@@ -299,13 +346,40 @@ def _field_names(loc: tuple[int | str, ...]) -> list[str]:
 def _format_path(loc: tuple[int | str, ...]) -> str:
     path = ""
     for part in loc:
+        part = part if isinstance(part, int) else _cut(str(part), 40)
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     return path
 
 
+_NUMBER_ERRORS = {"finite_number", "greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+
+
+def _allowed_range(loc: tuple[int | str, ...]) -> str:
+    """The documented range of the number field at `loc`, e.g. 'a finite number >= 1 and <= 3600'."""
+    model: Any = JobSpec
+    field: FieldInfo | None = None
+    for part in loc:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return ""
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return ""
+        model = field.annotation
+    bounds = []
+    for rule in field.metadata if field else []:
+        for kind, symbol in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            if isinstance(rule, getattr(annotated_types, kind.capitalize())):
+                bounds.append(f"{symbol} {getattr(rule, kind):g}")
+    return "a finite number " + " and ".join(bounds) if bounds else ""
+
+
 def _problems_from(error: ValidationError) -> list[Problem]:
     problems: list[Problem] = []
-    for item in error.errors():
+    items = error.errors()
+    for item in items:
+        if len(problems) >= MAX_PROBLEMS:
+            problems.append(Problem(path="", message=f"... and more: {len(items)} problems in all; fix these first"))
+            break
         loc = tuple(item["loc"])
         cause = item.get("ctx", {}).get("error")
         if isinstance(cause, _CrossFieldError):
@@ -314,18 +388,21 @@ def _problems_from(error: ValidationError) -> list[Problem]:
         if item["type"] == "extra_forbidden":
             key = str(loc[-1])
             allowed = _field_names(loc[:-1])
-            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6) if len(key) < 100 else []
             hint = f"did you mean {close[0]!r}? " if close else ""
             problems.append(Problem(
                 path=_format_path(loc),
-                message=f"unknown key {key!r}; {hint}allowed keys: {', '.join(allowed)}",
+                message=f"unknown key {_short(key)}; {hint}allowed keys: {', '.join(allowed)}",
             ))
             continue
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "missing":
             message = "is required"
         elif item["type"] != "value_error":
-            message = f"{item['input']!r} is not allowed: {message}"
+            message = f"{_short(item['input'])} is not allowed: {message}"
+            allowed_range = _allowed_range(loc) if item["type"] in _NUMBER_ERRORS else ""
+            if allowed_range:
+                message += f"; allowed: {allowed_range}"
         problems.append(Problem(path=_format_path(loc), message=message))
     return problems
 
@@ -340,24 +417,95 @@ def parse_spec(data: Any, source: str = "spec") -> JobSpec:
         raise SpecError(_problems_from(error), source) from None
 
 
+def _too_large(size: int) -> str:
+    return f"is {size:,} bytes; a job spec may be at most {MAX_SPEC_BYTES:,} bytes (1 MiB)"
+
+
 def load_spec(path: str | Path) -> JobSpec:
     """Read and validate a spec file; the only way the runner turns YAML into a JobSpec."""
     path = Path(path)
+    source = _cut(str(path), 200)
     try:
-        text = path.read_text()
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:  # refused before it is read
+            raise SpecError([Problem(path="", message=f"{source} {_too_large(size)}")], source)
+        with path.open("rb") as file:
+            data = file.read(MAX_SPEC_BYTES + 1)  # a file that grows, or a device, is bounded too
     except OSError as error:
-        raise SpecError([Problem(path="", message=f"cannot read {path}: {error.strerror}")], str(path)) from None
-    return parse_spec_text(text, str(path))
+        raise SpecError([Problem(path="", message=f"cannot read {source}: {error.strerror}")], source) from None
+    return parse_spec_bytes(data, source)
+
+
+def parse_spec_bytes(data: bytes, source: str = "spec") -> JobSpec:
+    """Validate spec YAML as read from a file or the store: at most 1 MiB of UTF-8 text."""
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError([Problem(path="", message=f"{source} {_too_large(len(data))}")], source)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SpecError([Problem(
+            path="",
+            message=f"{source} is not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}); "
+                    "save it as UTF-8",
+        )], source) from None
+    return parse_spec_text(text, source)
+
+
+# libyaml when built in: the pure-Python parser takes tens of seconds on a 1 MiB spec.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Refused(Exception):
+    """YAML that parses but that a job spec must not contain."""
+
+    def __init__(self, message: str, mark: Any = None) -> None:
+        self.mark = mark
+        super().__init__(message)
+
+
+def _check_events(text: str) -> None:
+    """Refuse aliases (a 300-byte 'billion laughs' expands to gigabytes), deep nesting and
+    huge documents from the event stream, before anything is built from it."""
+    depth = nodes = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(
+                f"YAML aliases (*{_cut(str(event.anchor), 40)}) are not allowed in a job spec; "
+                "write the value out in full",
+                event.start_mark,
+            )
+        if isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise _Refused(f"more than {MAX_NODES:,} YAML values; a job spec has about 100", event.start_mark)
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _Refused(f"nested more than {MAX_DEPTH} levels deep; a job spec needs 4", event.start_mark)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def parse_spec_text(text: str, source: str = "spec") -> JobSpec:
     """Validate spec YAML text, e.g. the copy kept in the store."""
+    size = len(text.encode("utf-8", errors="replace"))
+    if size > MAX_SPEC_BYTES:
+        raise SpecError([Problem(path="", message=f"{source} {_too_large(size)}")], source)
     try:
-        data = yaml.safe_load(text)
+        _check_events(text)
+        data = yaml.load(text, Loader=_Loader)
+    except _Refused as error:
+        mark = error.mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise SpecError([Problem(path="", message=f"{where}{error}")], source) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError([Problem(path="", message=f"not valid YAML{where}: {getattr(error, 'problem', error)}")], source) from None
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise SpecError([Problem(path="", message=f"not valid YAML{where}: {_cut(str(problem), 200)}")], source) from None
+    except (ValueError, OverflowError, RecursionError) as error:  # e.g. a 5000-digit int, 2026-02-30
+        message = _cut(str(error).split(";")[0] or type(error).__name__, 200)
+        raise SpecError([Problem(path="", message=f"not a valid YAML value: {message}")], source) from None
     return parse_spec(data, source)
 
 
@@ -366,7 +514,7 @@ def same_spec(stored: bytes, spec: JobSpec) -> bool:
     (with its default) or another key order is the same job; a stored spec that no longer
     parses is not."""
     try:
-        return parse_spec_text(stored.decode(errors="replace")) == spec
+        return parse_spec_bytes(stored) == spec
     except SpecError:
         return False
 

@@ -70,3 +70,15 @@ def test_help_lists_the_commands() -> None:
     assert result.returncode == 0
     for command in ("validate", "submit", "attach", "status", "logs", "ls", "cancel"):
         assert command in result.stdout
+
+
+def test_alias_bomb_exits_2_with_one_short_line(tmp_path: Path) -> None:
+    """A 'billion laughs' spec (9 ** 9 strings once expanded) is refused before it is expanded."""
+    spec = tmp_path / "bomb.yaml"
+    spec.write_text('a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+        f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n" for p, c in zip("abcdefgh", "bcdefghi")))
+    result = run("validate", str(spec))
+    assert result.returncode == 2
+    assert "YAML aliases (*a) are not allowed in a job spec" in result.stderr
+    assert len(result.stderr) < 300 + len(str(spec)) and "Traceback" not in result.stderr
+    assert result.stdout == ""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import yaml
 
-from runner.spec import SpecError, dump_spec, load_spec, parse_spec, parse_spec_text, same_spec
+from runner.spec import (
+    MAX_SPEC_BYTES, SpecError, dump_spec, load_spec, parse_spec, parse_spec_bytes, parse_spec_text, same_spec,
+)
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 
@@ -51,13 +54,30 @@ BAD_SPECS = [
     ("empty ladder", {"name": "j", "oom": {"batch_sizes": []}}, [("oom.batch_sizes", "at least 1 item")]),
     ("uneven accumulation", {"name": "j", "oom": {"batch_sizes": [8, 3]}}, [("oom.batch_sizes", "[3] do not divide the starting batch size 8")]),
     ("zero keep_last", {"name": "j", "checkpoint": {"keep_last": 0}}, [("checkpoint.keep_last", "greater than or equal to 1")]),
-    ("zero sync", {"name": "j", "sync": {"every_seconds": 0}}, [("sync.every_seconds", "greater than 0")]),
+    ("zero sync", {"name": "j", "sync": {"every_seconds": 0}}, [("sync.every_seconds", "greater than or equal to 1")]),
+    ("microsecond sync", {"name": "j", "sync": {"every_seconds": 1e-6}}, [("sync.every_seconds", "a finite number >= 1 and <= 3600")]),
+    ("infinite sync", {"name": "j", "sync": {"every_seconds": float("inf")}}, [("sync.every_seconds", "finite number >= 1")]),
+    ("hour-long sync", {"name": "j", "sync": {"every_seconds": 3601}}, [("sync.every_seconds", "<= 3600")]),
+    ("huge session", {"name": "j", "session": {"max_hours": 1e300}}, [("session.max_hours", "> 0 and <= 168")]),
+    ("infinite session", {"name": "j", "session": {"max_hours": float("inf")}}, [("session.max_hours", "finite number")]),
+    ("nan margin", {"name": "j", "session": {"margin_minutes": float("nan")}}, [("session.margin_minutes", ">= 0 and <= 1440")]),
+    ("day-long margin", {"name": "j", "session": {"margin_minutes": 1441}}, [("session.margin_minutes", "<= 1440")]),
+    ("infinite checkpoint interval", {"name": "j", "checkpoint": {"every_minutes": float("inf")}}, [("checkpoint.every_minutes", "> 0 and <= 1440")]),
+    ("huge checkpoint interval", {"name": "j", "checkpoint": {"every_minutes": 1e300}}, [("checkpoint.every_minutes", "<= 1440")]),
+    ("infinite lr", {"name": "j", "train": {"lr": float("inf")}}, [("train.lr", "finite number > 0")]),
+    ("nan sigma", {"name": "j", "train": {"sigma": float("nan")}}, [("train.sigma", "finite number")]),
+    ("nan lr factor", {"name": "j", "train": {"reduce_lr_factor": float("nan")}}, [("train.reduce_lr_factor", "finite number")]),
     ("margin eats session", {"name": "j", "session": {"max_hours": 0.25, "margin_minutes": 15}}, [("session.margin_minutes", "leaves no training time")]),
     ("bad start", {"name": "j", "session": {"start": "yesterday"}}, [("session.start", "'auto' or an ISO 8601 time")]),
+    ("future start", {"name": "j", "session": {"start": "2999-01-01T00:00:00+00:00"}}, [("session.start", "is in the future")]),
+    ("future naive start", {"name": "j", "session": {"start": "2999-01-01T00:00:00"}}, [("session.start", "no later than now")]),
     ("zero gpus", {"name": "j", "resources": {"gpus": 0}}, [("resources.gpus", "greater than or equal to 1")]),
     ("ftp store", {"name": "j", "store": "ftp://host/runs"}, [("store", "protocol 'ftp', which is not supported")]),
     ("empty store", {"name": "j", "store": " "}, [("store", "must not be empty")]),
     ("credentials in store", {"name": "j", "store": "s3://key:secret@bucket/runs"}, [("store", "credentials come from the environment")]),
+    ("credentials in file store", {"name": "j", "store": "file://u:p@x/runs"}, [("store", "must not carry credentials")]),
+    ("credentials in memory store", {"name": "j", "store": "memory://u:p@x/runs"}, [("store", "must not carry credentials")]),
+    ("credentials in unknown scheme", {"name": "j", "store": "ftp://u:p@x/runs"}, [("store", "must not carry credentials")]),
     ("options in store", {"name": "j", "store": "gs://bucket/runs?token=abc"}, [("store", "must not carry credentials")]),
     ("climbing gs store", {"name": "j", "store": "gs://bucket/../other"}, [("store", "'..' segments")]),
     (
@@ -161,3 +181,125 @@ def test_a_stored_spec_without_a_newer_default_field_is_the_same_job() -> None:
     assert same_spec(yaml.safe_dump(old).encode(), spec)
     assert not same_spec(dump_spec(parse_spec({"name": "j", "train": {"lr": 0.5}})).encode(), spec)
     assert not same_spec(b"name: [not, a, name]", spec)
+
+
+def test_store_credentials_are_never_echoed() -> None:
+    for url in ["file://user:hunter2@host/runs", "FILE://user:hunter2@host/runs", "gs://user:hunter2@b/p",
+                "ftp://user:hunter2@host/runs", "file:///runs?token=hunter2"]:
+        problems = problems_for({"name": "j", "store": url})
+        assert len(problems) == 1 and "hunter2" not in problems[0], problems
+
+
+def test_plain_paths_may_hold_any_character() -> None:
+    for url in ["./runs@home", "/content/drive/My Drive/a:b@c", "file:///tmp/x"]:
+        assert parse_spec({"name": "j", "store": url}).store == url
+
+
+def test_past_and_recent_starts_are_accepted() -> None:
+    now = datetime.now(timezone.utc)
+    for start in [now - timedelta(hours=11), now + timedelta(minutes=1), (now - timedelta(hours=1)).replace(tzinfo=None)]:
+        assert parse_spec({"name": "j", "session": {"start": start.isoformat()}}).session.start == start
+
+
+def test_checkpoint_every_step_stays_allowed() -> None:
+    """The e2e tests checkpoint at every step with a tiny interval: the lower bound is only > 0."""
+    assert parse_spec({"name": "j", "checkpoint": {"every_minutes": 1e-6}}).checkpoint.every_minutes == 1e-6
+
+
+def one_problem(text: str | bytes) -> str:
+    with pytest.raises(SpecError) as caught:
+        parse_spec_bytes(text) if isinstance(text, bytes) else parse_spec_text(text)
+    assert len(caught.value.problems) == 1, caught.value.problems
+    return str(caught.value.problems[0])
+
+
+BILLION_LAUGHS = (
+    'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    + "".join(f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+)
+
+
+def test_alias_bomb_is_refused_without_expanding() -> None:
+    assert len(BILLION_LAUGHS) < 500  # 9 ** 9 "lol"s once expanded
+    message = one_problem(BILLION_LAUGHS)
+    assert "YAML aliases (*a) are not allowed in a job spec" in message and len(message) < 300
+
+
+def test_any_alias_is_refused() -> None:
+    message = one_problem("name: &n j\nstore: *n\n")
+    assert message.startswith("line 2, column 8: YAML aliases (*n)")
+    assert "not allowed" in one_problem("name: j\ntrain: &t {lr: 0.1}\noom: {<<: *t}\n")
+
+
+def test_deep_nesting_is_one_problem() -> None:
+    for text in ["name: j\nx: " + "[" * 10_000 + "]" * 10_000 + "\n",
+                 "name: j\nx:\n" + "".join(" " * (i + 1) + "- \n" for i in range(1_000)),
+                 "name: j\n" + "".join(" " * i + "a:\n" for i in range(100))]:
+        message = one_problem(text)
+        assert "nest" in message and len(message) < 300, message
+
+
+def test_too_many_values_is_one_problem() -> None:
+    message = one_problem("name: j\nx: [" + ",".join(["1"] * 20_000) + "]\n")
+    assert "more than 10,000 YAML values" in message
+
+
+def test_oversized_text_is_refused_before_parsing() -> None:
+    message = one_problem("name: j\n" + "#" * MAX_SPEC_BYTES)
+    assert "at most 1,048,576 bytes (1 MiB)" in message
+
+
+def test_oversized_file_is_refused_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "big.yaml"
+    with path.open("wb") as file:
+        file.truncate(50 * MAX_SPEC_BYTES)  # sparse: 50 MiB without writing them
+    monkeypatch.setattr(Path, "open", lambda *a, **k: pytest.fail("read a file over the limit"))
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path} is 52,428,800 bytes; a job spec may be at most 1,048,576 bytes (1 MiB)"
+    ]
+
+
+def test_non_utf8_file_is_one_problem(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: j\n# café\n".encode("latin-1"))
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path} is not UTF-8 text (byte 0xe9 at offset 13); save it as UTF-8"
+    ]
+    assert not same_spec(path.read_bytes(), parse_spec({"name": "j"}))
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("name: j\nsync: {every_seconds: .inf}\n", "sync.every_seconds: inf is not allowed"),
+    ("name: j\nsync: {every_seconds: 1e-6}\n", "sync.every_seconds: '1e-6' is not allowed"),
+    ("name: j\nsession: {max_hours: 1.0e+300}\n", "session.max_hours: 1e+300 is not allowed"),
+    ("name: j\ntrain: {lr: .nan}\n", "train.lr: nan is not allowed"),
+    ("name: j\nsession: {start: 2999-01-01T00:00:00Z}\n", "session.start: 2999-01-01T00:00:00+00:00 is in the future"),
+    ("name: j\nstore: file://u:p@x/runs\n", "store: must not carry credentials"),
+    ("name: j\nsession: {start: 2026-02-30}\n", "not a valid YAML value: day is out of range for month"),
+    ("name: j\ntrain: {seed: " + "1" * 5000 + "}\n", "not a valid YAML value: Exceeds the limit"),
+    ("name: !!python/object/apply:os.system [ls]\n", "not valid YAML at line 1, column 7: could not determine"),
+    ("name: j\0\n", "not valid YAML"),
+])
+def test_bad_yaml_values_are_one_short_problem(text: str, fragment: str) -> None:
+    message = one_problem(text)
+    assert fragment in message and len(message) < 300, message
+
+
+def test_messages_repeat_only_an_excerpt_of_the_input() -> None:
+    huge = "x" * 100_000
+    for data in [{"name": huge}, {"name": "j", "train": {"lr": huge}}, {"name": "j", "model": {"arch": huge}},
+                 {"name": "j", "data": {"splits": {"train": "/" + huge}}}, {"name": "j", huge: 1},
+                 {"name": "j", "store": "ftp://" + huge}, {"name": "j", "session": {"start": huge}},
+                 {"name": "j", "oom": {"input_sizes": [list(range(64, 20_000))]}}]:
+        problems = problems_for(data)
+        assert len(problems) == 1 and len(problems[0]) < 700, problems
+        assert "x" * 100 not in problems[0]
+
+
+def test_many_problems_are_counted_not_all_listed() -> None:
+    problems = problems_for({"name": "j", "oom": {"batch_sizes": [-1] * 5000}})
+    assert len(problems) == 21 and problems[-1] == "... and more: 5000 problems in all; fix these first"
