@@ -5,6 +5,12 @@ are kept here: whole-object writes (`contract.files.atomic_write`: temp beside t
 rename, fsync of the folder; fsspec's local `put_file` copies in place) and an exclusive create
 that never shows a half-written object (a hard link, with `O_EXCL` where the file system has no
 hard links; fsspec's `pipe_file(mode="create")` checks then writes).
+
+Symlinks below the store root are never followed (the root itself may be one: a Drive mount):
+anyone who can write the store could otherwise make a write land outside the job, or make
+`runner logs` print any file of this machine. A path with a symlink in it reads as missing,
+lists as nothing, and is refused (`StoreError`) for writes and deletes. Reads also open the
+final name with O_NOFOLLOW and take regular files only, so a FIFO cannot hang a reader.
 """
 
 from __future__ import annotations
@@ -12,11 +18,13 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
 from contract.files import TEMP_NAME, atomic_write, temp_beside
 from runner.store.fsspec_backend import FsspecBackend
+from runner.store.retry import StoreError
 
 DRIVE_MOUNT = Path("/content/drive")
 
@@ -43,17 +51,59 @@ class LocalBackend(FsspecBackend):
     def _local(self, path: str) -> Path:
         return self.directory / path if path else self.directory
 
+    def _checked(self, path: str) -> Path | None:
+        """The local path of `path`, or None when a component of it below the root is a symlink.
+
+        Components are looked at from the root down with lstat; the first one that does not
+        exist ends the walk (what a write creates below it is a real folder).
+        """
+        local = self.directory
+        for part in path.split("/") if path else []:
+            local = local / part
+            try:
+                mode = os.lstat(local).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                return self._local(path)
+            if stat.S_ISLNK(mode):
+                return None
+        return local
+
+    def _writable(self, path: str) -> Path:
+        local = self._checked(path)
+        if local is None:
+            raise StoreError(f"{path}: refused, a symlink in the store path would lead the write out of the job")
+        return local
+
+    def _open_regular(self, path: str) -> int | None:
+        """A read-only descriptor of the regular file at `path`; None for anything else or missing."""
+        local = self._checked(path)
+        if local is None:
+            return None
+        try:
+            descriptor = os.open(local, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        except OSError as error:
+            if error.errno == errno.ELOOP:  # the final name became a symlink after the check
+                return None
+            raise
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            return None
+        return descriptor
+
     def put_file(self, local: Path, path: str) -> None:
+        target = self._writable(path)
         with Path(local).open("rb") as source:
-            atomic_write(self._local(path), lambda out: shutil.copyfileobj(source, out, COPY_CHUNK))
+            atomic_write(target, lambda out: shutil.copyfileobj(source, out, COPY_CHUNK))
 
     def put_bytes(self, path: str, data: bytes) -> None:
-        atomic_write(self._local(path), data)
+        atomic_write(self._writable(path), data)
 
     def create(self, path: str, data: bytes) -> bool:
         """Write a temp file, then hard-link it to the name: link(2) fails if the name exists, and
         the name only ever points at complete content. Without hard links, O_EXCL on the name."""
-        target = self._local(path)
+        target = self._writable(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = temp_beside(target)
         try:
@@ -91,27 +141,42 @@ class LocalBackend(FsspecBackend):
             raise
         return True
 
+    def get_bytes(self, path: str) -> bytes | None:
+        descriptor = self._open_regular(path)
+        if descriptor is None:
+            return None
+        with os.fdopen(descriptor, "rb") as source:
+            return source.read()
+
     def get_file(self, path: str, local: Path) -> bool:
         """The source is opened first, so a missing key leaves nothing behind locally."""
-        try:
-            source = self.fs.open(self._path(path), "rb")
-        except (FileNotFoundError, IsADirectoryError):
+        descriptor = self._open_regular(path)
+        if descriptor is None:
             return False
-        with source:
+        with os.fdopen(descriptor, "rb") as source:
             atomic_write(Path(local), lambda out: shutil.copyfileobj(source, out, COPY_CHUNK))
         return True
 
+    def size(self, path: str) -> int | None:
+        local = self._checked(path)
+        if local is None:
+            return None
+        try:
+            status = os.lstat(local)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return status.st_size if stat.S_ISREG(status.st_mode) else None
+
     def _entries(self, path: str) -> tuple[str, list[dict[str, Any]]]:
-        """Temp files of interrupted writes are hidden; a symlink counts as what it points to."""
+        """Temp files of interrupted writes are hidden, and so are symlinks; a path with a symlink
+        in it lists as nothing."""
+        if self._checked(path) is None:
+            return self._path(path), []
         base, entries = super()._entries(path)
-        shown = []
-        for entry in entries:
-            if TEMP_NAME.match(entry["name"].rpartition("/")[2]):
-                continue
-            if entry.get("islink"):
-                try:
-                    entry = {**entry, "type": self.fs.info(entry["name"])["type"]}
-                except FileNotFoundError:
-                    continue
-            shown.append(entry)
+        shown = [entry for entry in entries
+                 if not entry.get("islink") and not TEMP_NAME.match(entry["name"].rpartition("/")[2])]
         return base, shown
+
+    def delete(self, path: str) -> None:
+        self._writable(path)
+        super().delete(path)

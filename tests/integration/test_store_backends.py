@@ -323,19 +323,23 @@ def test_local_writes_leave_no_temp_files_and_listings_hide_stray_ones(tmp_path:
     assert job.list_dirs("checkpoints") == []
 
 
-def test_local_symlinks_count_as_what_they_point_to(tmp_path: Path) -> None:
-    """A job folder or object linked in from elsewhere (another disk) is listed like any other."""
+def test_local_symlinks_are_not_followed(tmp_path: Path) -> None:
+    """Nothing below the root is followed: a job folder or object linked in from elsewhere is not
+    listed and reads as missing (tests/integration/test_store_symlinks.py has the rest)."""
     elsewhere = tmp_path / "elsewhere"
     (elsewhere / "alpha").mkdir(parents=True)
     (elsewhere / "alpha" / "spec.yaml").write_bytes(b"name: alpha\n")
-    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "beta").mkdir(parents=True)
+    (tmp_path / "store" / "beta" / "spec.yaml").write_bytes(b"name: beta\n")
     (tmp_path / "store" / "alpha").symlink_to(elsewhere / "alpha", target_is_directory=True)
-    (tmp_path / "store" / "alpha" / "state.json").symlink_to(elsewhere / "alpha" / "spec.yaml")
-    (tmp_path / "store" / "alpha" / "dangling.json").symlink_to(elsewhere / "missing.json")
+    (tmp_path / "store" / "beta" / "state.json").symlink_to(elsewhere / "alpha" / "spec.yaml")
+    (tmp_path / "store" / "beta" / "dangling.json").symlink_to(elsewhere / "missing.json")
 
     store = Store(str(tmp_path / "store"), **FAST)
-    assert store.list_jobs() == ["alpha"]
-    assert store.job("alpha").list("") == ["spec.yaml", "state.json"]
+    assert store.list_jobs() == ["beta"]
+    assert store.job("beta").list("") == ["spec.yaml"]
+    assert store.job("beta").get_bytes("state.json") is None
+    assert store.job("alpha").get_bytes("spec.yaml") is None
 
 
 def test_create_exclusive_without_hard_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
