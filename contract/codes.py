@@ -11,6 +11,7 @@ class TrainerExit(IntEnum):
     DONE = 0  # max epochs or early stopping
     OOM = 75  # CUDA out of memory, caught anywhere and reported as an `oom` event
     STOPPED = 76  # stopped on request (SIGTERM/SIGINT/parent death) after saving a checkpoint
+    BAD_CHECKPOINT = 77  # the resume checkpoint cannot be loaded: fall back to an older one
 
 
 class RunnerExit(IntEnum):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -13,34 +14,68 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
 
 from contract.codes import RunnerExit
 from contract.files import EVENTS_FILE, TRAINER_LOG
 from runner import layout
 from runner.deadline import deadline, session_start
 from runner.spec import JobSpec, SpecError, check_store_url, dump_spec, load_spec, parse_spec_text, same_spec
-from runner.status import JobState, describe, effective_phase, status_document
-from runner.store import JobStore, Store, StoreError
+from runner.status import (UNREADABLE, JobState, UnreadableState, describe, effective_phase, read_state,
+                           status_document, unreadable_document)
+from runner.store import JobStore, Store, StoreError, StoreUnavailable, redact
 from runner.supervisor import Supervisor
 from runner.lease import LeaseRefused
 
-app = typer.Typer(
-    help="A resumable job runner for preemptible GPUs.",
-    no_args_is_help=True,
-    add_completion=False,
-)
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 EXIT_INVALID = RunnerExit.INVALID
 
+# The store the running command opened, for the one line that reports its failure.
+_opened: dict[str, str] = {}
+
+
+class _Commands(TyperGroup):
+    """Every command: a store that fails (unreachable, refused) is one line on stderr and exit 2,
+    never a traceback. (`submit`/`attach` report failures during the run themselves.)"""
+
+    def invoke(self, ctx: typer.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except StoreError as error:
+            err.print(_store_failure(error), highlight=False, markup=False)
+            raise typer.Exit(EXIT_INVALID) from None
+
+
+def _store_failure(error: StoreError) -> str:
+    where = redact(_opened.get("url", "?"))
+    text = " ".join(str(error).split())[:500]
+    if isinstance(error, StoreUnavailable):
+        check = ("check the network and that the store is up (for gs://: the bucket, STORAGE_EMULATOR_HOST; "
+                 "for a Drive mount: that it is mounted), then try again")
+    else:
+        check = "check the store URL and that these credentials may read and write it"
+    return f"store {where} failed: {text}; {check}"
+
+
+app = typer.Typer(
+    cls=_Commands,
+    help="A resumable job runner for preemptible GPUs.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
 
 @app.callback()
 def main() -> None:
     """A resumable job runner for preemptible GPUs: validate, run and resume training jobs."""
+    # Retry warnings would go to stderr through logging's last resort; a command reports the
+    # store's failure in one line instead. `_supervise` turns them on for the supervisor's log.
+    logging.getLogger("runner.store").setLevel(logging.ERROR)
 
 
 def _ladder_table(spec: JobSpec) -> Table:
@@ -105,6 +140,7 @@ def _open_store(url: str) -> Store:
     except ValueError as error:
         err.print(f"store: {error}", highlight=False, markup=False)
         raise typer.Exit(EXIT_INVALID) from None
+    _opened["url"] = url
     return Store(url)
 
 
@@ -118,6 +154,7 @@ def _load_or_exit(spec_path: Path) -> JobSpec:
 
 def _supervise(spec: JobSpec, store: JobStore, workdir: Path | None, take_over: bool) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
+    logging.getLogger("runner.store").setLevel(logging.NOTSET)
     logging.getLogger("apscheduler").setLevel(logging.ERROR)  # a skipped overlapping tick is expected
     supervisor = Supervisor(spec, store, workdir or Path(".runner") / spec.name, take_over=take_over)
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -131,7 +168,11 @@ def _supervise(spec: JobSpec, store: JobStore, workdir: Path | None, take_over: 
         err.print(f"job {spec.name} failed: {error}", highlight=False, markup=False)
         raise typer.Exit(RunnerExit.FAILED) from None
     state = supervisor.state
-    out.print(f"job {spec.name}: {state.phase}" + (f" ({state.reason})" if state.reason else ""), highlight=False)
+    if code == RunnerExit.TAKEN_OVER:
+        out.print(f"job {spec.name}: taken over by another session; this one stopped", highlight=False)
+    else:
+        out.print(f"job {spec.name}: {state.phase}" + (f" ({state.reason})" if state.reason else ""),
+                  highlight=False)
     raise typer.Exit(code)
 
 
@@ -195,10 +236,23 @@ def attach(
         err.print(f"no job {job_name!r} in {job.url}", highlight=False)
         raise typer.Exit(EXIT_INVALID)
     try:
-        spec = parse_spec_text(data.decode(), f"{job_name}/spec.yaml")
-    except SpecError as error:
-        err.print(str(error), highlight=False, markup=False)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        err.print(f"{job_name}/spec.yaml in {redact(job.url)} is unreadable: not UTF-8 text (byte {error.start})",
+                  highlight=False, markup=False)
         raise typer.Exit(EXIT_INVALID) from None
+    try:
+        spec = parse_spec_text(text, f"{job_name}/spec.yaml")
+    except SpecError as error:
+        more = f" (and {len(error.problems) - 1} more problem(s))" if len(error.problems) > 1 else ""
+        first = " ".join(str(error.problems[0]).split())[:300] if error.problems else "invalid"
+        err.print(f"{job_name}/spec.yaml in {redact(job.url)} is invalid: {first}{more}",
+                  highlight=False, markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    if spec.name != job_name:
+        err.print(f"{job_name}/spec.yaml in {redact(job.url)} names job {spec.name!r}, not {job_name!r}; "
+                  "refusing to run it", highlight=False, markup=False)
+        raise typer.Exit(EXIT_INVALID)
     _supervise(spec, job, workdir, take_over)
 
 
@@ -217,47 +271,82 @@ def status(
     store_url: str | None = STORE_OPTION,
     as_json: bool = typer.Option(False, "--json", help="print state.json (with the derived phase) as JSON"),
 ) -> None:
-    """Where a job stands (or every job in the store), read from the store alone."""
+    """Where a job stands (or every job in the store), read from the store alone.
+
+    A job whose state.json cannot be read shows as `unreadable` in the list; `status JOB` says
+    why in one line and exits 2.
+    """
     now = datetime.now(timezone.utc)
     if job_name is None:
         store = _open_store(_store_url(store_url))
-        states = [s for s in (_read_state(store.job(name)) for name in store.list_jobs()) if s is not None]
+        rows: list[tuple[str, JobState | str]] = []
+        for name in store.list_jobs():
+            try:
+                state = _shown_state(store.job(name), now)
+            except UnreadableState as error:
+                rows.append((name, str(error)))
+                continue
+            if state is not None:  # a job submitted a moment ago may have no status yet
+                rows.append((name, state))
         if as_json:
-            out.print_json(json.dumps([status_document(s, now) for s in states]))
+            out.print_json(json.dumps([
+                status_document(s, now) if isinstance(s, JobState) else unreadable_document(name, s)
+                for name, s in rows
+            ]))
             return
-        table = Table(title=f"jobs in {store.url}")
+        table = Table(title=f"jobs in {redact(store.url)}")
         for column in ("job", "phase", "epoch", "step", "samples/s", "heartbeat"):
             table.add_column(column)
-        for s in states:
-            table.add_row(s.job, effective_phase(s, now), f"{s.epoch}/{s.max_epochs}", str(s.step),
-                          f"{s.samples_per_s:.1f}" if s.samples_per_s else "-", s.heartbeat_at or "never")
-        out.print(table)
+        for name, s in rows:
+            if isinstance(s, JobState):
+                table.add_row(*map(Text, (name, effective_phase(s, now), f"{s.epoch}/{s.max_epochs}", str(s.step),
+                              f"{s.samples_per_s:.1f}" if s.samples_per_s else "-", s.heartbeat_at or "never")))
+            else:
+                table.add_row(*map(Text, (name, UNREADABLE, "-", "-", "-", "-")))
+        for name, s in rows:
+            if not isinstance(s, JobState):
+                err.print(_unreadable_line(store.job(name), s), highlight=False, markup=False)
+        out.print(table, markup=False, highlight=False)
         return
     job = _open_job(store_url, job_name)
-    state = _read_state(job)
+    try:
+        state = _shown_state(job, now)
+    except UnreadableState as error:
+        err.print(_unreadable_line(job, str(error)), highlight=False, markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
     if state is None:
-        err.print(f"no status for job {job_name!r} in {job.url}", highlight=False)
+        err.print(f"no status for job {job_name!r} in {redact(job.url)}", highlight=False, markup=False)
         raise typer.Exit(EXIT_INVALID)
     if as_json:
         out.print_json(json.dumps(status_document(state, now)))
         return
     table = Table(title=f"job {job_name}", show_header=False)
     for key, value in describe(state, now):
-        table.add_row(key, value)
-    out.print(table)
+        table.add_row(Text(key), Text(value))
+    out.print(table, markup=False, highlight=False)
 
 
 def _read_state(job: JobStore) -> JobState | None:
-    """The job's status; a state.json that does not parse is reported in one line and skipped."""
+    """The job's status, None when it has none; `UnreadableState` when state.json is not one."""
     data = job.get_bytes(layout.STATE)
-    if data is None:
+    return None if data is None else read_state(data)
+
+
+def _shown_state(job: JobStore, now: datetime) -> JobState | None:
+    """The status, checked to render: a value that parses but cannot be shown counts as unreadable."""
+    state = _read_state(job)
+    if state is None:
         return None
     try:
-        return JobState.model_validate_json(data)
-    except ValidationError as error:
-        err.print(f"job {job.name}: state.json is unreadable ({error.error_count()} problem(s), first: "
-                  f"{error.errors()[0]['msg']}); skipped", highlight=False, markup=False)
-        return None
+        describe(state, now)
+        json.dumps(status_document(state, now))
+    except (TypeError, ValueError, OverflowError) as error:
+        raise UnreadableState(" ".join(str(error).split())[:160] or type(error).__name__) from None
+    return state
+
+
+def _unreadable_line(job: JobStore, error: str) -> str:
+    return f"{job.name}/{layout.STATE} in {redact(job.url)} is unreadable: {error}"
 
 
 @app.command("ls")
@@ -278,23 +367,52 @@ def logs(
     job = _open_job(store_url, job_name)
     name = EVENTS_FILE if events else TRAINER_LOG
     printed: set[str] = set()
+    warned: set[str] = set()
     while True:
-        for key in _log_parts(job, name):
+        for key in _log_parts(job, name, warned):
             if key not in printed:
                 sys.stdout.write((job.get_bytes(key) or b"").decode(errors="replace"))
                 printed.add(key)
         sys.stdout.flush()
-        state = _read_state(job)
-        if not follow or (state is not None and state.phase in ("done", "failed", "cancelled", "paused")):
+        if not follow:
             return
-        time.sleep(state.sync_every_s if state else 5.0)
+        try:
+            state = _read_state(job)
+        except UnreadableState as error:
+            _warn_once(warned, layout.STATE, _unreadable_line(job, str(error)) + "; following the logs anyway")
+            state = None
+        if state is not None and state.phase in ("done", "failed", "cancelled", "paused"):
+            return
+        time.sleep(_poll_seconds(state))
 
 
-def _log_parts(job: JobStore, name: str) -> list[str]:
+def _poll_seconds(state: JobState | None) -> float:
+    """How long `logs -f` waits between reads: the job's sync interval, kept within 1 s – 60 s."""
+    every = state.sync_every_s if state is not None else 5.0
+    return min(max(every, 1.0), 60.0) if math.isfinite(every) else 5.0
+
+
+def _warn_once(warned: set[str], key: str, message: str) -> None:
+    if key not in warned:
+        warned.add(key)
+        err.print(message, highlight=False, markup=False)
+
+
+def _log_parts(job: JobStore, name: str, warned: set[str]) -> list[str]:
+    """The keys of the log's parts, session by session; a folder or part whose name is not a safe
+    key is skipped with a one-line warning."""
     keys = []
     for session in job.list_dirs(layout.LOGS):
-        parts = sorted(p for p in job.list(f"{layout.LOGS}/{session}") if p.startswith(f"{name}."))
-        keys += [layout.log_key(session, p) for p in parts]
+        folder = f"{layout.LOGS}/{session}"
+        if not layout.SESSION_ID.fullmatch(session):
+            _warn_once(warned, folder, f"skipped log folder {ascii(f'{job.name}/{folder}')}: not a session id")
+            continue
+        for part in sorted(p for p in job.list(folder) if p.startswith(f"{name}.")):
+            try:
+                keys.append(layout.log_key(session, part))
+            except layout.UnsafeName:
+                _warn_once(warned, f"{folder}/{part}",
+                           f"skipped log part {ascii(f'{job.name}/{folder}/{part}')}: not a safe name")
     return keys
 
 

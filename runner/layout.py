@@ -12,7 +12,7 @@ from contract.files import CHECKPOINTS_DIR, checkpoint_name, manifest_name, pars
 
 JOB_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-LEASE = re.compile(r"^(\d{9})\.json$")
+LEASE = re.compile(r"^(\d{9,})\.json$")  # nine digits and more: numbers outgrow the padding
 
 
 class UnsafeName(ValueError):
@@ -45,6 +45,7 @@ CANCEL = "cancel.json"
 LEASES = "lease"
 CHECKPOINTS = CHECKPOINTS_DIR
 LOGS = "logs"
+BAD_SUFFIX = ".bad"
 
 
 def lease_key(number: int) -> str:
@@ -59,6 +60,19 @@ def manifest_key(step: int) -> str:
     return f"{CHECKPOINTS}/{manifest_name(step)}"
 
 
+def bad_marker_key(step: int) -> str:
+    """A small object saying the trainer refused this checkpoint; the checkpoint itself is kept."""
+    return f"{CHECKPOINTS}/{checkpoint_name(step)}{BAD_SUFFIX}"
+
+
+def parse_bad_marker_name(name: str) -> int | None:
+    """The step a bad-checkpoint marker names; None for anything else."""
+    if not name.endswith(BAD_SUFFIX):
+        return None
+    parsed = parse_checkpoint_name(name.removesuffix(BAD_SUFFIX))
+    return parsed[0] if parsed and parsed[1] == "pt" else None
+
+
 def weights_key(name: str) -> str:
     return f"weights/{check_relative(name)}"
 
@@ -70,5 +84,9 @@ def log_key(session: str, name: str) -> str:
 
 
 def parse_lease_name(name: str) -> int | None:
+    """The lease number of a canonical lease name (what `lease_key` writes); None otherwise, so
+    `0000000007.json` is not a second spelling of lease 7."""
     match = LEASE.match(name)
-    return int(match.group(1)) if match else None
+    if not match or f"{int(match.group(1)):09d}" != match.group(1):
+        return None
+    return int(match.group(1))

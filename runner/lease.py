@@ -9,14 +9,19 @@ decisions (`decide_acquire`, `next_number`, `prunable`) take no I/O and are unit
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
 
+from apscheduler.schedulers.background import BackgroundScheduler
+
 from runner import layout
 from runner.status import now_iso
-from runner.store import JobStore
+from runner.store import JobStore, StoreError
+
+log = logging.getLogger("runner")
 
 
 @dataclass(frozen=True)
@@ -72,13 +77,21 @@ class LeaseRefused(RuntimeError):
 
 @dataclass
 class LeaseHolder:
-    """This session's claim on the job; `token` is the fencing token its writes carry."""
+    """This session's claim on the job; `token` is the fencing token its writes carry.
+
+    Fencing never depends on a number being free: a renewal first reads the newest number and
+    stops if it is above this session's token, and after creating its next number it reads again,
+    so a number pruned by a newer holder and created anew by a stale one is still found out.
+    `check()` is the same read, done before every write that must not come from a stale session.
+    """
 
     store: JobStore
     session: str
     ttl_s: float
     token: int = 0
     lost: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _timer: BackgroundScheduler | None = field(default=None, repr=False)
 
     def _numbers(self) -> list[int]:
         return [n for n in (layout.parse_lease_name(name) for name in self.store.list(layout.LEASES)) if n is not None]
@@ -103,31 +116,77 @@ class LeaseHolder:
                   "created_at": now_iso()}
         return self.store.create_exclusive(layout.lease_key(number), json.dumps(record).encode())
 
+    def _fenced(self, newest: int) -> LeaseLost:
+        self.lost.set()
+        return LeaseLost(f"another session holds lease {newest} (this session had {self.token}): "
+                         "this job was taken over")
+
     def acquire(self, take_over: bool, attempts: int = 5) -> str:
         """Create the next lease number. Losing the create to a renewal of the holder (or to
         another newcomer) means reading the newest lease again and deciding again."""
-        for _ in range(attempts):
-            newest = self._newest()
-            decision = decide_acquire(newest, self.session, time.time(), take_over)
-            if not decision.allowed:
-                raise LeaseRefused(decision.message)
-            number = next_number(newest)
-            if self._create(number):
-                self.token = number
-                return decision.message
-        raise LeaseRefused(f"the lease changed hands {attempts} times while this session tried to take it; try again")
+        with self._lock:
+            for _ in range(attempts):
+                newest = self._newest()
+                decision = decide_acquire(newest, self.session, time.time(), take_over)
+                if not decision.allowed:
+                    raise LeaseRefused(decision.message)
+                number = next_number(newest)
+                if self._create(number) and max(self._numbers()) == number:
+                    self.token = number
+                    return decision.message
+            raise LeaseRefused(f"the lease changed hands {attempts} times while this session tried to take it; try again")
+
+    def holds(self) -> bool:
+        """Whether this session's token is still the newest lease number (one listing)."""
+        return not self.lost.is_set() and max(self._numbers(), default=0) == self.token
+
+    def check(self) -> None:
+        """Raise LeaseLost unless this session still holds the job: call it before every write
+        that a fenced session must not make (manifests, weights, state.json)."""
+        with self._lock:
+            if self.lost.is_set():
+                raise LeaseLost(f"lease {self.token} was taken over")
+            newest = max(self._numbers(), default=0)
+            if newest != self.token:
+                raise self._fenced(newest)
 
     def renew(self) -> None:
+        with self._lock:
+            self.check()
+            if not self._create(self.token + 1):
+                raise self._fenced(self.token + 1)
+            newest = max(self._numbers(), default=0)
+            if newest != self.token + 1:  # a newer holder's number appeared meanwhile
+                raise self._fenced(newest)
+            self.token += 1
+            for old in prunable(self._numbers()):
+                self.store.delete(layout.lease_key(old))
+
+    def start_renewing(self, every_s: float) -> None:
+        """Renew on a timer of its own, never queued behind an upload: however long a 750 MiB
+        checkpoint takes to reach the store, the lease (and with it `running`) stays fresh."""
+        self._timer = BackgroundScheduler(daemon=True)
+        self._timer.add_job(self._renew_quietly, "interval", seconds=every_s, max_instances=1, coalesce=True)
+        self._timer.start()
+
+    def stop_renewing(self) -> None:
+        """Stop the timer and wait for a renewal in flight, so `release` is the last lease write."""
+        if self._timer is not None:
+            self._timer.shutdown(wait=True)
+            self._timer = None
+
+    def _renew_quietly(self) -> None:
         if self.lost.is_set():
-            raise LeaseLost(f"lease {self.token} was taken over")
-        if not self._create(self.token + 1):
-            self.lost.set()
-            raise LeaseLost(f"another session created lease {self.token + 1}: this job was taken over")
-        self.token += 1
-        for old in prunable(self._numbers()):
-            self.store.delete(layout.lease_key(old))
+            return
+        try:
+            self.renew()
+        except LeaseLost as lost:
+            log.error("%s; stopping without writing anything more", lost)
+        except StoreError as error:
+            log.warning("lease not renewed (%s); the next renewal tries again", error)
 
     def release(self) -> None:
         """End the claim with an already-expired lease, so the next session need not wait."""
-        if not self.lost.is_set() and self._create(self.token + 1, ttl_s=0.0):
-            self.token += 1
+        with self._lock:
+            if not self.lost.is_set() and self._create(self.token + 1, ttl_s=0.0):
+                self.token += 1

@@ -16,7 +16,7 @@ from contract.config import Rung
 
 TAKEN_OVER, CANCELLED = "taken over", "cancelled"
 
-Kind = Literal["done", "pause", "taken_over", "step_down", "restart", "fail"]
+Kind = Literal["done", "pause", "taken_over", "step_down", "restart", "fall_back", "fail"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,10 @@ def next_action(exit_code: int, stderr_tail: str, rung_index: int, ladder: Seque
         return Action("done", rung_index)
     if exit_code == TrainerExit.STOPPED or stop_reason:
         return Action("pause", rung_index, stop_reason or "stopped")
+    if exit_code == TrainerExit.BAD_CHECKPOINT:
+        return Action("fall_back", rung_index,
+                      "the trainer cannot load the checkpoint it was given; marking it bad and resuming "
+                      "from the next older one")
     if is_oom(exit_code, stderr_tail):
         if rung_index + 1 >= len(ladder):
             return Action("fail", rung_index, oom=True, message=(

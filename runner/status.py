@@ -2,20 +2,27 @@
 
 `state.json` is the contract for anything that reads a job: `runner status --json` prints it
 as stored, plus the derived `phase`. Fields may be added, never renamed or removed.
+
+Readers take the store's bytes as untrusted: `read_state` turns anything that is not a valid
+status (not UTF-8, not JSON, a list, wrong types, an unknown phase) into `UnreadableState`, which
+readers show as the phase `unreadable` for that job alone; times that do not parse read as unknown.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contract import events as ev
 from contract.config import Rung
 
 Phase = Literal["submitted", "preparing", "running", "paused", "interrupted", "done", "failed", "cancelled"]
 STALE_INTERVALS = 3
+# What readers show for a job whose state.json cannot be read; never stored.
+UNREADABLE = "unreadable"
 
 
 def now_iso() -> str:
@@ -23,7 +30,14 @@ def now_iso() -> str:
 
 
 def parse_iso(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+    """A stored time; None when there is none or it does not parse. A time without a zone is UTC."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 class Record(BaseModel):
@@ -66,6 +80,14 @@ class LastCheckpoint(Record):
     written_at: str | None = None
 
 
+class Uploading(Record):
+    """The file a tick is uploading now: with a fresh heartbeat, a long upload reads as running."""
+
+    key: str
+    bytes: int
+    since: str
+
+
 class Goodput(Record):
     """Where the session time went; `lost_s` is work a cut-off session did that was trained again."""
 
@@ -100,6 +122,39 @@ class JobState(Record):
     best: dict[str, Best] = Field(default_factory=dict)
     goodput: Goodput = Field(default_factory=Goodput)
     error: list[str] | None = None
+    uploading: Uploading | None = None
+
+
+class UnreadableState(ValueError):
+    """A state.json that is not a valid status; the message is one short line."""
+
+
+def read_state(data: bytes) -> JobState:
+    """The status in `data`, or `UnreadableState` saying in one line why it is not one."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UnreadableState(f"not UTF-8 text (byte {error.start})") from None
+    try:
+        return JobState.model_validate_json(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = _printable(".".join(str(part) for part in first.get("loc", ())), 80)
+        message = _printable(str(first.get("msg", "invalid")), 160)
+        count = error.error_count()
+        more = f" (and {count - 1} more problem(s))" if count > 1 else ""
+        raise UnreadableState(f"{where + ': ' if where else ''}{message}{more}") from None
+
+
+def _printable(text: str, limit: int) -> str:
+    """Text from the store made one short line: no control characters, at most `limit` long."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in " ".join(text.split()))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def unreadable_document(job: str, error: str) -> dict[str, Any]:
+    """What `runner status --json` lists for a job whose state.json cannot be read."""
+    return {"job": job, "phase": UNREADABLE, "error": error}
 
 
 def apply_events(state: JobState, events: list[dict[str, Any]]) -> None:
@@ -148,7 +203,7 @@ def _age(value: str | None, now: datetime) -> str:
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return "?"
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -174,6 +229,9 @@ def describe(state: JobState, now: datetime) -> list[tuple[str, str]]:
     for session in state.sessions:
         end = f" → {session.ended_at} ({session.end_reason})" if session.ended_at else ""
         rows.append(("session", f"{session.id} on {session.host} ({session.gpu}) {session.started_at}{end}"))
+    if state.uploading:
+        up = state.uploading
+        rows.append(("uploading", f"{up.key} ({up.bytes / 2**20:.1f} MiB), since {_age(up.since, now)}"))
     rows.append(("heartbeat", _age(state.heartbeat_at, now)))
     for metric, best in sorted(state.best.items()):
         rows.append((f"best {metric}", f"{best.value:.4g} at step {best.step}"))

@@ -22,6 +22,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from contract import events as ev
+from contract.codes import RunnerExit
 from contract.config import Rung
 from contract.files import (ATTEMPT_CONFIG, ATTEMPT_STDERR, CHECKPOINTS_DIR, EVENTS_FILE, atomic_write, attempt_dir,
                             checkpoint_name, sha256_of)
@@ -82,6 +83,7 @@ class Supervisor:
         self.lease = LeaseHolder(store, self.session, lease_ttl_s(spec.sync.every_seconds))
         self.state = JobState(job=spec.name)
         self.syncer: Syncer | None = None
+        self.flushed = False  # the final flush got everything into the store
 
     # -- session bookkeeping -------------------------------------------------------------------
 
@@ -97,6 +99,7 @@ class Supervisor:
         self.state.sync_every_s = self.spec.sync.every_seconds
         self.state.exclusive_lease = self.store.supports_exclusive_create
         self.state.session = self.session
+        self.state.uploading = None  # an earlier session's upload is not this one's
         self.state.sessions.append(SessionRecord(id=self.session, host=socket.gethostname(), gpu=self.gpu,
                                                  started_at=now_iso()))
 
@@ -117,17 +120,25 @@ class Supervisor:
     # -- restore and data ------------------------------------------------------------------------
 
     def _remote_manifests(self) -> list[Manifest]:
-        """Every manifest in the store that parses; a bad one is reported and skipped alone."""
+        """Every manifest in the store that parses and whose checkpoint the trainer has not
+        refused; a bad manifest is reported and skipped alone."""
+        names = self.store.list(layout.CHECKPOINTS)
+        refused = {step for step in map(layout.parse_bad_marker_name, names) if step is not None}
         manifests = []
-        for name in self.store.list(layout.CHECKPOINTS):
+        for name in names:
             parsed = layout.parse_checkpoint_name(name)
             if parsed is None or parsed[1] != "json":
                 continue
             data = self.store.get_bytes(f"{layout.CHECKPOINTS}/{name}")
             try:
-                manifests.append(Manifest.model_validate_json(data or b""))
+                manifest = Manifest.model_validate_json(data or b"")
             except ValidationError:
                 log.warning("checkpoints/%s: manifest is unreadable; skipped", name)
+                continue
+            if manifest.step in refused:
+                log.warning("checkpoints/%s: marked bad by an earlier session; skipped", name)
+                continue
+            manifests.append(manifest)
         return manifests
 
     def _restore(self) -> Path | None:
@@ -218,6 +229,21 @@ class Supervisor:
         self.workdir.mkdir(parents=True, exist_ok=True)
         message = self.lease.acquire(self.take_over)
         log.info("session %s holds job %s (token %d): %s", self.session, self.spec.name, self.lease.token, message)
+        self.lease.start_renewing(self.spec.sync.every_seconds)  # also through a long restore
+        try:
+            return self._session()
+        finally:
+            self.lease.stop_renewing()  # the release must be the last lease object
+            if self.syncer is None or self.flushed:  # failed before any upload, or all is up
+                self._release()
+
+    def _release(self) -> None:
+        try:
+            self.lease.release()
+        except StoreError as error:
+            log.warning("lease not released (%s); it expires by itself in %.0f s", error, self.lease.ttl_s)
+
+    def _session(self) -> int:
         self.store.put_bytes(layout.SPEC, dump_spec(self.spec).encode())
         self._load_state()
         self.syncer = Syncer(self.store, self.workdir, self.session, self.lease, self.state,
@@ -241,12 +267,10 @@ class Supervisor:
             raise
         finally:
             fenced = self.lease.lost.is_set()
-            flushed = self.syncer.stop(final_flush=not fenced)
-            if not fenced and not flushed:
+            self.flushed = self.syncer.stop(final_flush=not fenced)
+            if not fenced and not self.flushed:
                 log.error("the store stayed unreachable: some files were not uploaded; "
                           "they are still in %s and `runner attach` from this machine uploads them", self.workdir)
-            if flushed:
-                self.lease.release()
 
     def _attempts(self, dirs: tuple[Path, Path], resume: Path | None) -> int:
         """Launch attempts and carry out what `policy.next_action` decides after each."""
@@ -259,6 +283,8 @@ class Supervisor:
             started = time.monotonic()
             proc = self._launch(self.state.attempt, self.ladder[index], dirs, resume)
             code, asked = self._watch(proc)
+            if self.lease.lost.is_set():  # fenced while the trainer was finishing on its own
+                asked = TAKEN_OVER
             self.state.goodput.training_s += time.monotonic() - started
             assert self.syncer is not None
             self.syncer.fold_events()
@@ -270,6 +296,8 @@ class Supervisor:
                 return exit_code
             if action.crashed:
                 restarts += 1
+            if action.kind == "fall_back" and resume is not None:
+                resume = self._fall_back(resume)
             index = action.rung_index
 
     def _carry_out(self, action: Action, index: int, stderr: str) -> int | None:
@@ -286,7 +314,7 @@ class Supervisor:
             log.error("job %s was taken over by another session; this session wrote nothing after that",
                       self.spec.name)
             return int(action.runner_exit)
-        if action.kind in ("step_down", "restart"):
+        if action.kind in ("step_down", "restart", "fall_back"):
             if action.kind == "step_down":
                 self.state.rungs_by_gpu[self.gpu] = action.rung_index
             log.warning("%s", action.message)
@@ -296,12 +324,31 @@ class Supervisor:
         if action.kind == "done":
             assert self.syncer is not None
             self.syncer.tick()  # weights and the last checkpoint go up before `done` is visible
+            if self.lease.lost.is_set():
+                log.error("job %s was taken over by another session while finishing; this session wrote "
+                          "nothing after that", self.spec.name)
+                return int(RunnerExit.TAKEN_OVER)
             self._end_session("done")
             self._set_phase("done", self._done_reason())
         else:
             self._end_session(action.message if action.kind == "pause" else "failed")
             self._set_phase(action.phase, action.message)
         return int(action.runner_exit)
+
+    def _fall_back(self, refused: Path) -> Path | None:
+        """Mark the refused checkpoint bad in the store (a small object: no data is deleted there),
+        drop its local copy, and pick the next older checkpoint, local or remote."""
+        parsed = layout.parse_checkpoint_name(refused.name)
+        if parsed is not None:
+            self.lease.check()
+            marker = {"step": parsed[0], "session": self.session, "token": self.lease.token, "marked_at": now_iso()}
+            self.store.put_bytes(layout.bad_marker_key(parsed[0]), json.dumps(marker).encode())
+        refused.unlink(missing_ok=True)
+        refused.with_suffix(".json").unlink(missing_ok=True)
+        fallback = self._newest_local_checkpoint() or self._restore()
+        log.warning("checkpoint %s refused by the trainer; resuming from %s", refused.name,
+                    fallback.name if fallback else "the start (no older checkpoint)")
+        return fallback
 
     def _stderr_tail(self, attempt: int) -> str:
         path = attempt_dir(self.workdir, attempt) / ATTEMPT_STDERR

@@ -26,12 +26,13 @@ from contract.manifest import Manifest
 from runner import layout
 from runner.checkpoints import to_delete
 from runner.lease import LeaseHolder, LeaseLost
-from runner.status import JobState, LastCheckpoint, apply_events, now_iso
+from runner.status import JobState, LastCheckpoint, Uploading, apply_events, now_iso
 from runner.store import JobStore, StoreError
 
 log = logging.getLogger("runner")
 
 LOG_FILES = (TRAINER_LOG, EVENTS_FILE)
+TICK_JOB = "tick"
 
 
 @dataclass
@@ -64,7 +65,8 @@ class Syncer:
         self.every_s = every_s
         self.on_tick = on_tick
         self.uploads = Uploads()
-        self.lock = threading.RLock()
+        self.lock = threading.RLock()  # held by a tick for its whole round of uploads
+        self._write_lock = threading.Lock()  # one state.json write at a time, never behind an upload
         self.cancel_requested = threading.Event()
         self.failures = 0
         self._events = EventReader(workdir / EVENTS_FILE)  # tails: only what was appended is read
@@ -74,21 +76,41 @@ class Syncer:
 
     def start(self) -> None:
         self._scheduler = BackgroundScheduler(daemon=True)
-        self._scheduler.add_job(self.tick, "interval", seconds=self.every_s, max_instances=1, coalesce=True)
+        self._scheduler.add_job(self.tick, "interval", seconds=self.every_s, max_instances=1, coalesce=True,
+                                id=TICK_JOB)
+        self._scheduler.add_job(self._heartbeat, "interval", seconds=self.every_s, max_instances=1, coalesce=True)
         self._scheduler.start()
 
     def stop(self, final_flush: bool) -> bool:
-        """Stop the timer; with `final_flush`, keep trying until everything is up or time runs out."""
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=True)
-            self._scheduler = None
-        if not final_flush:
+        """Stop the uploads timer; with `final_flush`, keep trying until everything is up or time
+        runs out. The heartbeat goes on until then, so a long last upload still reads as running."""
+        try:
+            if self._scheduler is not None:
+                self._scheduler.remove_job(TICK_JOB)
+            if not final_flush:
+                return False
+            for _ in range(5):
+                if self.tick():
+                    return True
+                time.sleep(min(self.every_s, 5.0))
             return False
-        for _ in range(5):
-            if self.tick():
-                return True
-            time.sleep(min(self.every_s, 5.0))
-        return False
+        finally:
+            if self._scheduler is not None:
+                self._scheduler.shutdown(wait=True)
+                self._scheduler = None
+
+    def _heartbeat(self) -> None:
+        """While a tick is busy uploading (a 750 MiB checkpoint takes minutes on a slow link),
+        keep `heartbeat_at` fresh, so status reads `running` with what is uploading, not
+        `interrupted`. Without a tick in flight the tick itself writes the heartbeat."""
+        if self.lock.acquire(blocking=False):
+            self.lock.release()
+            return
+        self.state.heartbeat_at = now_iso()
+        try:
+            self.publish()
+        except StoreError as error:
+            log.warning("heartbeat not written (%s); the next one tries again", error)
 
     def tick(self) -> bool:
         """One round of uploads; True when nothing is left queued."""
@@ -96,7 +118,7 @@ class Syncer:
             if self.lease.lost.is_set():
                 return False
             try:
-                self.lease.renew()
+                self.lease.check()
                 self.fold_events()
                 self._upload_checkpoints()
                 self._upload_logs()
@@ -121,10 +143,14 @@ class Syncer:
     # -- the parts -------------------------------------------------------------------------------
 
     def publish(self) -> None:
-        """Write state.json now; whole-object and small, safe to call from any thread."""
-        with self.lock:
-            if not self.lease.lost.is_set():
-                self.store.put_bytes(layout.STATE, self.state.model_dump_json(indent=1).encode())
+        """Write state.json now; whole-object and small, safe to call from any thread. A fenced
+        session writes nothing: the new holder's status is not ours to overwrite."""
+        with self._write_lock:
+            try:
+                self.lease.check()
+            except LeaseLost:
+                return
+            self.store.put_bytes(layout.STATE, self.state.model_dump_json(indent=1).encode())
 
     def fold_events(self) -> None:
         """New trainer events into the status: progress, metrics, bests."""
@@ -137,7 +163,7 @@ class Syncer:
                 continue
             try:
                 local = Manifest.read(path.with_suffix(".json"))
-                self.store.put_file(path, layout.checkpoint_key(step))
+                self._put_file(path, layout.checkpoint_key(step))
             except FileNotFoundError:
                 continue  # pruned by the trainer meanwhile: a newer one follows
             except ValidationError as error:
@@ -147,6 +173,7 @@ class Syncer:
             remote_size = self.store.size(layout.checkpoint_key(step))
             if remote_size != local.size:
                 raise StoreError(f"{layout.checkpoint_key(step)}: uploaded {remote_size} bytes, expected {local.size}")
+            self.lease.check()
             manifest = local.model_copy(update={"token": self.lease.token})
             self.store.put_bytes(layout.manifest_key(step), manifest.to_json())
             self.uploads.checkpoints.add(step)
@@ -155,6 +182,14 @@ class Syncer:
                 step=step, token=self.lease.token,
                 written_at=datetime.fromtimestamp(local.written_at, tz=timezone.utc).isoformat(timespec="seconds"),
             )
+
+    def _put_file(self, path: Path, key: str) -> None:
+        """Upload one file, with what is uploading in the status meanwhile (the heartbeat shows it)."""
+        self.state.uploading = Uploading(key=key, bytes=path.stat().st_size, since=now_iso())
+        try:
+            self.store.put_file(path, key)
+        finally:
+            self.state.uploading = None
 
     def _upload_logs(self) -> None:
         """New complete lines only, as numbered parts: a long log is never re-uploaded whole."""
@@ -185,12 +220,15 @@ class Syncer:
             signature = (stat.st_size, stat.st_mtime_ns)
             if self.uploads.file_sizes.get(relative) == signature:
                 continue
+            if folder == WEIGHTS_DIR:
+                self.lease.check()
             key = relative if folder == WEIGHTS_DIR else layout.log_key(self.session, relative)
-            self.store.put_file(path, key)
+            self._put_file(path, key)
             self.uploads.file_sizes[relative] = signature
 
     def _prune_remote(self) -> None:
         best_steps = [b.step for b in self.state.best.values()]
+        self.lease.check()  # deleting is writing: never the new holder's checkpoints
         for manifest in to_delete(self.uploads.manifests.values(), self.keep_last, best_steps):
             self.store.delete(layout.manifest_key(manifest.step))  # the manifest first
             self.store.delete(layout.checkpoint_key(manifest.step))

@@ -47,7 +47,7 @@ def write_spec(path: Path, name: str, store: str, data_root: Path, **sections: d
                   "lr": 1e-3, "amp": False, "device": "cpu", "deterministic": True, "seed": 7},
         "oom": {"batch_sizes": [4, 2], "input_sizes": [[128, 72], [96, 64]]},
         "checkpoint": {"every_minutes": 1e-6, "keep_last": 20},
-        "sync": {"every_seconds": 0.5},
+        "sync": {"every_seconds": 1.0},  # the least a spec allows: a lease of 3 s
     }
     for section, values in sections.items():
         spec.setdefault(section, {}).update(values)
@@ -154,7 +154,7 @@ def test_kill9_then_attach_from_a_fresh_workdir_resumes_exactly(
     result = runner("attach", "resumed", "--store", store_url, "--workdir", str(tmp_path / "work-b"), cwd=tmp_path)
     if result.returncode != 0:
         assert "holds this job" in result.stderr and "--take-over" in result.stderr
-        time.sleep(2)
+        time.sleep(3.5)  # a lease lives 3 sync intervals of 1 s
         result = runner("attach", "resumed", "--store", store_url, "--workdir", str(tmp_path / "work-b"), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     state = state_of(store_url, "resumed")

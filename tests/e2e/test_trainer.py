@@ -20,7 +20,8 @@ import torch
 from contract.codes import FAULT_CRASH_AT_STEP, FAULT_OOM_ABOVE, TrainerExit
 from contract.config import AttemptConfig
 from contract.events import read_events
-from contract.files import list_checkpoints
+from contract.files import list_checkpoints, sha256_of
+from contract.manifest import Manifest
 from trainer.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.e2e
@@ -184,8 +185,22 @@ def test_truncated_checkpoint_is_refused(uninterrupted: Path, data: Path, tmp_pa
     broken.write_bytes(source.read_bytes()[:1000])
     broken.with_suffix(".json").write_text(source.with_suffix(".json").read_text())
     result = train(make_config(data, tmp_path / "config.yaml"), tmp_path / "work", resume=broken)
-    assert result.returncode not in set(TrainerExit)
-    assert "truncated" in result.stderr
+    assert result.returncode == TrainerExit.BAD_CHECKPOINT
+    assert "truncated" in result.stderr and "Traceback" not in result.stderr
+    assert read_events(tmp_path / "work" / "events.jsonl")[-1]["checkpoint"] == str(broken)
+
+
+def test_a_checkpoint_unsafe_to_unpickle_is_refused(uninterrupted: Path, data: Path, tmp_path: Path) -> None:
+    """A checkpoint whose manifest matches but which `weights_only` refuses (issue 10.3)."""
+    source = checkpoint_paths(uninterrupted)[0]
+    unsafe = tmp_path / source.name
+    torch.save({"format": 1, "payload": os.getcwd}, unsafe)  # a global: code, not data
+    manifest = Manifest.read(source.with_suffix(".json"))
+    unsafe.with_suffix(".json").write_bytes(
+        manifest.model_copy(update={"size": unsafe.stat().st_size, "sha256": sha256_of(unsafe)}).to_json())
+    result = train(make_config(data, tmp_path / "config.yaml"), tmp_path / "work", resume=unsafe)
+    assert result.returncode == TrainerExit.BAD_CHECKPOINT, result.stderr
+    assert "cannot be resumed from" in result.stderr
 
 
 def test_resume_on_another_rung_finishes_the_epoch(data: Path, uninterrupted: Path, tmp_path: Path) -> None:

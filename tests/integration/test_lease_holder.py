@@ -59,3 +59,38 @@ def test_an_unreadable_newest_lease_counts_as_held(job: JobStore) -> None:
     job.create_exclusive(layout.lease_key(1), b"not json")
     with pytest.raises(LeaseRefused, match="unknown"):
         LeaseHolder(job, "session-b", ttl_s=60).acquire(take_over=False)
+
+
+def test_a_fenced_session_never_renews_into_a_pruned_number(job: JobStore) -> None:
+    """Issue 10.1: B takes over and renews until A's next number is pruned; A must still learn
+    it was fenced instead of creating that number again."""
+    a = LeaseHolder(job, "session-a", ttl_s=60)
+    a.acquire(take_over=False)
+    b = LeaseHolder(job, "session-b", ttl_s=60)
+    b.acquire(take_over=True)
+    for _ in range(3):
+        b.renew()
+    with pytest.raises(LeaseLost):
+        a.renew()
+    assert a.lost.is_set() and not a.holds()
+    b.renew()
+    assert b.holds()
+
+
+def test_a_stale_create_is_detected_after_the_fact(job: JobStore) -> None:
+    """Check after create: a number created below a newer one is not a lease held."""
+    a = LeaseHolder(job, "session-a", ttl_s=60)
+    a.acquire(take_over=False)
+    job.create_exclusive(layout.lease_key(a.token + 5), b'{"owner": "x", "host": "h", "expires_at": 0}')
+    with pytest.raises(LeaseLost):
+        a.renew()
+
+
+def test_lease_numbers_of_any_width(job: JobStore) -> None:
+    """Issue 10.8: a lease numbered 999999999 does not lock the job for good."""
+    job.create_exclusive(layout.lease_key(999_999_999), b'{"owner": "x", "host": "h", "expires_at": 0}')
+    holder = LeaseHolder(job, "session-a", ttl_s=60)
+    holder.acquire(take_over=False)
+    assert holder.token == 1_000_000_000
+    holder.renew()
+    assert holder.token == 1_000_000_001 and holder.holds()

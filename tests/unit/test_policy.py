@@ -76,3 +76,9 @@ def test_crashes_restart_until_the_limit() -> None:
 
 def test_no_restarts_allowed_fails_on_the_first_crash() -> None:
     assert decide(-9, max_restarts=0).kind == "fail"
+
+
+def test_a_refused_checkpoint_falls_back_without_counting_a_crash() -> None:
+    action = decide(TrainerExit.BAD_CHECKPOINT, rung=1, restarts=3, max_restarts=3)
+    assert (action.kind, action.rung_index, action.crashed, action.oom) == ("fall_back", 1, False, False)
+    assert action.runner_exit is None and action.phase is None

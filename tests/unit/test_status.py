@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from runner.status import JobState, apply_events, describe, effective_phase, status_document
+import pytest
+
+from runner.status import (UNREADABLE, JobState, UnreadableState, apply_events, describe, effective_phase, parse_iso,
+                           read_state, status_document, unreadable_document)
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
@@ -43,12 +46,13 @@ def test_status_json_keys_are_the_documented_ones() -> None:
                      ooms=[{"time": "t", "gpu": "T4", "rung": {"index": 0, "batch_size": 4, "input_size": [720, 405]}}],
                      sessions=[{"id": "s", "host": "h", "gpu": "T4", "started_at": "t"}],
                      last_checkpoint={"step": 7, "token": 3, "written_at": "t"},
-                     best={"val_loss": {"value": 0.5, "step": 10}})
+                     best={"val_loss": {"value": 0.5, "step": 10}},
+                     uploading={"key": "checkpoints/step-000000012.pt", "bytes": 750 * 2**20, "since": "t"})
     document = status_document(state, NOW)
     assert set(document) == {
         "job", "phase", "reason", "epoch", "max_epochs", "step", "samples_per_s", "eta_s", "rung", "rungs_by_gpu",
         "ooms", "sessions", "session", "attempt", "restarts", "last_checkpoint", "heartbeat_at", "sync_every_s",
-        "exclusive_lease", "best", "goodput", "error"}
+        "exclusive_lease", "best", "goodput", "error", "uploading"}
     rung_keys = {"index", "batch_size", "input_size", "accumulation", "activation_checkpointing"}
     assert set(document["rung"]) == rung_keys and set(document["ooms"][0]["rung"]) == rung_keys
     assert set(document["ooms"][0]) == {"time", "gpu", "rung"}
@@ -56,6 +60,7 @@ def test_status_json_keys_are_the_documented_ones() -> None:
     assert set(document["last_checkpoint"]) == {"step", "token", "written_at"}
     assert set(document["best"]["val_loss"]) == {"value", "step"}
     assert set(document["goodput"]) == {"training_s", "restoring_s", "preparing_s", "lost_s"}
+    assert set(document["uploading"]) == {"key", "bytes", "since"}
 
 
 def test_unknown_fields_are_kept_for_newer_readers() -> None:
@@ -70,3 +75,33 @@ def test_describe_names_what_a_person_needs() -> None:
     rows = dict(describe(state, NOW))
     assert rows["last checkpoint"].startswith("step 7 (token 3)")
     assert "Tesla T4" in rows["oom"] and "no exclusive create" in rows["warning"]
+
+
+def test_read_state_turns_bad_bytes_into_one_short_reason() -> None:
+    """What `runner status` shows as `unreadable` (issue 10): never a traceback, never a long text."""
+    cases = {
+        b"\x00garbage": "Invalid JSON",
+        b'{"job": "j", "reason": "\xff"}': "not UTF-8",
+        b"[1, 2]": "object",
+        b'{"job": "j", "epoch": "x"}': "epoch:",
+        b'{"job": "j", "phase": "exploded"}': "phase:",
+        b'{"phase": "done"}': "job:",
+        b"": "Invalid JSON",
+        b'{"job": "j", "rungs_by_gpu": {"' + b"\\n\\u001b[31m" * 500 + b'": "x"}}': "rungs_by_gpu",
+    }
+    for data, says in cases.items():
+        with pytest.raises(UnreadableState, match=says) as caught:
+            read_state(data)
+        assert "\n" not in str(caught.value) and len(str(caught.value)) < 300
+    assert read_state(b'{"job": "j", "phase": "done"}').phase == "done"
+    assert unreadable_document("j", "why") == {"job": "j", "phase": UNREADABLE, "error": "why"}
+
+
+def test_times_that_do_not_parse_read_as_unknown() -> None:
+    assert parse_iso("tomorrow") is None and parse_iso(None) is None
+    assert parse_iso("2026-11-25T12:00:00") == NOW  # no zone: UTC
+    state = JobState(job="j", phase="running", heartbeat_at="tomorrow", eta_s=float("inf"), samples_per_s=1.0,
+                     last_checkpoint={"step": 1, "token": 1, "written_at": "soon"})
+    assert effective_phase(state, NOW) == "interrupted"
+    rows = dict(describe(state, NOW))
+    assert rows["heartbeat"] == "never" and rows["speed"].endswith("ETA ?")

@@ -44,6 +44,13 @@ def test_names_from_listings_are_parsed_strictly() -> None:
     assert layout.parse_checkpoint_name(".step-000000012.pt.tmp") is None
     assert layout.parse_lease_name("000000042.json") == 42
     assert layout.parse_lease_name("42.json") is None
+    assert layout.parse_lease_name("1000000000.json") == 1_000_000_000  # numbers outgrow the padding
+    assert layout.lease_key(1_000_000_000) == "lease/1000000000.json"
+    assert layout.parse_lease_name("0000000042.json") is None  # not a second spelling of 42
+    assert layout.parse_bad_marker_name("step-000000012.pt.bad") == 12
+    assert layout.bad_marker_key(12) == "checkpoints/step-000000012.pt.bad"
+    assert layout.parse_bad_marker_name("step-000000012.json.bad") is None
+    assert layout.parse_checkpoint_name("step-000000012.pt.bad") is None  # never taken for a checkpoint
 
 
 def manifest(step: int, token: int) -> Manifest:

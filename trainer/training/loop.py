@@ -30,12 +30,16 @@ from trainer.data.keypoints.table import NUM_KEYPOINTS
 from trainer.data.loader import build_dataset, make_loader
 from trainer.model.metamodel import HeatmapModel
 from trainer.training.callbacks import Progress, ResumableEarlyStopping, ResumableReduceLROnPlateau
-from trainer.training.checkpoint import BackgroundWriter, load_checkpoint, write_weights
+from trainer.training.checkpoint import BackgroundWriter, CheckpointError, load_checkpoint, write_weights
 from trainer.training.metrics import EpochLoss, ValidationMetrics
 from trainer.training.signals import StopFlag, StopRequested, is_out_of_memory
 from trainer.training.state import capture, restore
 
 log = logging.getLogger("trainer")
+
+
+class ResumeRefused(Exception):
+    """The checkpoint to resume from cannot be used; exits BAD_CHECKPOINT, never a crash."""
 
 # Best weights kept in WORK/weights: metric -> (file, which direction is better).
 BEST = {"val_evalai": ("best-evalai.pt", operator.gt), "val_loss": ("best-val-loss.pt", operator.lt)}
@@ -134,8 +138,15 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------------
 
     def resume_from(self, path: Path) -> None:
-        state, manifest = load_checkpoint(path)
-        self.best, self.finished = restore(self.model, self.callbacks, state)
+        """Load a checkpoint and put its state back; ResumeRefused when it cannot be used (corrupt,
+        unsafe to unpickle, another format or another model), so the supervisor can fall back."""
+        try:
+            state, manifest = load_checkpoint(path)
+            self.best, self.finished = restore(self.model, self.callbacks, state)
+        except (CheckpointError, ValueError, KeyError, TypeError, RuntimeError) as error:
+            if is_out_of_memory(error):
+                raise
+            raise ResumeRefused(f"{path.name} cannot be resumed from: {error}") from error
         self.resume_samples = self.model.position.samples
         log.info("resumed from %s: epoch %d, sample %d, step %d", path.name, self.model.position.epoch,
                  self.resume_samples, self.model.position.step)
@@ -260,6 +271,10 @@ def run_training(config_path: Path, workdir: Path, resume: Path | None) -> int:
         log.info("training finished: %s", reason)
         events.emit(DONE, reason=reason, step=trainer.model.position.step)
         return TrainerExit.DONE
+    except ResumeRefused as refused:
+        log.error("%s", refused)
+        events.emit(ERROR, message=str(refused)[:500], checkpoint=str(resume))
+        return TrainerExit.BAD_CHECKPOINT
     except StopRequested as request:
         log.info("stopped on %s after a checkpoint at step %d", request, trainer.model.position.step)
         events.emit(DONE, reason="stopped", signal=str(request), step=trainer.model.position.step)
