@@ -46,6 +46,7 @@ LEASES = "lease"
 CHECKPOINTS = CHECKPOINTS_DIR
 LOGS = "logs"
 BAD_SUFFIX = ".bad"
+UPLOAD_PREFIX = ".upload-"  # a session's own name for a large object on its way up
 
 
 def lease_key(number: int) -> str:
@@ -81,6 +82,26 @@ def log_key(session: str, name: str) -> str:
     if not SESSION_ID.fullmatch(session):
         raise UnsafeName(f"session id {session!r} is not a safe store key")
     return f"{LOGS}/{session}/{check_relative(name)}"
+
+
+def upload_key(key: str, session: str) -> str:
+    """Where `session` uploads the large object `key` (a checkpoint, a weights file) before moving
+    it onto `key` in one store operation: beside it, under a name no other session writes, so a
+    fenced session's late upload never replaces the new holder's object of the same name.
+
+    `checkpoints/step-000001234.pt` -> `checkpoints/.upload-SESSION-step-000001234.pt`; the leading
+    dot keeps it out of `parse_checkpoint_name` and of every other parser of listings.
+    """
+    if not SESSION_ID.fullmatch(session):
+        raise UnsafeName(f"session id {session!r} is not a safe store key")
+    folder, _, leaf = check_relative(key).rpartition("/")
+    temp = f"{UPLOAD_PREFIX}{session}-{leaf}"
+    return check_relative(f"{folder}/{temp}" if folder else temp)
+
+
+def is_upload_name(name: str) -> bool:
+    """Whether a name from a listing is a session's upload in flight (or left by one that died)."""
+    return name.rpartition("/")[2].startswith(UPLOAD_PREFIX)
 
 
 def parse_lease_name(name: str) -> int | None:

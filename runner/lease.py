@@ -100,15 +100,24 @@ class LeaseHolder:
         numbers = self._numbers()
         if not numbers:
             return None
-        data = self.store.get_bytes(layout.lease_key(max(numbers)))
+        number = max(numbers)
+        data = self.store.get_bytes(layout.lease_key(number))
         try:
             record = json.loads(data or b"")
-            return Lease(number=max(numbers), owner=record["owner"], host=record["host"],
-                         expires_at=record["expires_at"])
-        except (ValueError, KeyError, TypeError):
-            # Deleted or still being written (a store without atomic create): held, by an unknown
-            # session, for one more lease period, so nobody takes it over on a half-written file.
-            return Lease(number=max(numbers), owner="unknown", host="unknown", expires_at=time.time() + self.ttl_s)
+            expires_at = float(record["expires_at"])
+            if expires_at != expires_at or abs(expires_at) == float("inf"):
+                raise ValueError("expires_at is not a finite time")
+            return Lease(number=number, owner=str(record["owner"])[:128], host=str(record["host"])[:128],
+                         expires_at=expires_at)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            if self.store.supports_exclusive_create:
+                # Created whole or not at all here, so this is no lease being written: it is
+                # garbage, and garbage holds nothing (it would lock the job for good).
+                log.warning("%s is not a lease object; it holds nothing", layout.lease_key(number))
+                return Lease(number=number, owner="unknown", host="unknown", expires_at=0.0)
+            # A store without atomic create (a Drive mount) may show a lease still being written:
+            # held, by an unknown session, for one more lease period.
+            return Lease(number=number, owner="unknown", host="unknown", expires_at=time.time() + self.ttl_s)
 
     def _create(self, number: int, ttl_s: float | None = None) -> bool:
         ttl = self.ttl_s if ttl_s is None else ttl_s

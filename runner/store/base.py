@@ -44,6 +44,12 @@ class Backend(ABC):
     @abstractmethod
     def delete(self, path: str) -> None: ...
 
+    @abstractmethod
+    def move(self, src: str, dst: str) -> bool:
+        """Put the object at `src` under the name `dst` (replacing what is there) in one store
+        operation, never by uploading again: `dst` shows its old object or the whole new one.
+        False when `src` is not an object."""
+
 
 def open_backend(protocol: str, url: str) -> Backend:
     """The backend for a checked store URL. Each backend module is imported only when its kind of

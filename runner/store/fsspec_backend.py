@@ -105,6 +105,18 @@ class FsspecBackend(Backend):
         except FileNotFoundError:
             pass
 
+    def move(self, src: str, dst: str) -> bool:
+        """A server-side copy, then the source deleted: object stores have no rename, but the copy
+        never passes through this machine (GCS `rewriteTo`, S3 `CopyObject`) and the destination
+        appears whole. A copy that fails leaves the source for another try; a failed delete leaves
+        it behind, which `JobStore.move` tells from a move that never happened."""
+        try:
+            self.fs.cp_file(self._path(src), self._path(dst))
+        except FileNotFoundError:
+            return False
+        self.delete(src)
+        return True
+
 
 def has_create_mode(fs: Any) -> bool:
     """Whether `pipe_file(mode="create")` reaches the server as a precondition.

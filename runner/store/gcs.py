@@ -1,7 +1,7 @@
 """`gs://` stores through gcsfs, imported only when such a store is opened.
 
 Public gcsfs API throughout (`pipe_file(..., mode="create")` for the lease's exclusive create,
-which gcsfs sends as `ifGenerationMatch=0`; `put_file`, `cat_file`, `get_file`, `info`, `ls`,
+which gcsfs sends as `ifGenerationMatch=0`; `put_file`, `cat_file`, `get_file`, `cp_file`, `info`, `ls`,
 `rm_file`), with one exception: gcsfs has no public way to turn off its own retry loop, so
 `single_try_gcs_class` takes the undecorated request methods from their `__wrapped__` attribute.
 pyproject.toml pins gcsfs to the series this was tested with, and

@@ -136,5 +136,27 @@ class JobStore:
         path = self._key(key)
         self._run("delete", key, lambda: self._backend.delete(path))
 
+    def move(self, src_key: str, dst_key: str) -> None:
+        """Put the object at `src_key` under `dst_key` (replacing what is there) in one store
+        operation: a rename on a local store, a server-side copy and delete on an object store.
+
+        A retried move can find the source gone because its own earlier attempt landed and the
+        reply was lost: with the destination present, that counts as done (the source is a name
+        only its writer uses). A source missing on the first attempt is a `StoreError`.
+        """
+        src, dst = self._key(src_key), self._key(dst_key)
+        attempts = 0
+
+        def move() -> None:
+            nonlocal attempts
+            attempts += 1
+            if self._backend.move(src, dst):
+                return
+            if attempts > 1 and self._backend.size(dst) is not None:
+                return
+            raise FileNotFoundError(f"no object {src_key} to move to {dst_key}")
+
+        self._run("move", src_key, move)
+
     def exists(self, key: str) -> bool:
         return self.size(key) is not None

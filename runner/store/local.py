@@ -22,7 +22,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from contract.files import TEMP_NAME, atomic_write, temp_beside
+from contract.files import TEMP_NAME, atomic_write, fsync_dir, temp_beside
 from runner.store.fsspec_backend import FsspecBackend
 from runner.store.retry import StoreError
 
@@ -180,3 +180,20 @@ class LocalBackend(FsspecBackend):
     def delete(self, path: str) -> None:
         self._writable(path)
         super().delete(path)
+
+    def move(self, src: str, dst: str) -> bool:
+        """`os.replace`: one rename, atomic within the store's file system, and durable once both
+        folders are fsynced. Symlinks are refused on either side as for any write; a source that
+        is not a regular file is not an object to move."""
+        source, target = self._writable(src), self._writable(dst)
+        try:
+            if not stat.S_ISREG(os.lstat(source).st_mode):
+                return False
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+        fsync_dir(target.parent)
+        if source.parent != target.parent:
+            fsync_dir(source.parent)
+        return True

@@ -55,10 +55,15 @@ def test_renewal_prunes_old_numbers_but_keeps_the_newest(job: JobStore) -> None:
     assert numbers[-1] == holder.token == 6 and len(numbers) <= 3
 
 
-def test_an_unreadable_newest_lease_counts_as_held(job: JobStore) -> None:
-    job.create_exclusive(layout.lease_key(1), b"not json")
-    with pytest.raises(LeaseRefused, match="unknown"):
-        LeaseHolder(job, "session-b", ttl_s=60).acquire(take_over=False)
+@pytest.mark.parametrize("content", [b"not json", b"[]", b'{"owner": "x", "host": "h", "expires_at": "tomorrow"}',
+                                     b'{"owner": "x", "host": "h", "expires_at": Infinity}', b"\xff\xfe"])
+def test_a_garbage_lease_holds_nothing_where_creates_are_atomic(job: JobStore, content: bytes) -> None:
+    """Issue 10.8: on a store with atomic create a lease is never seen half written, so one that
+    does not parse is garbage; it must not lock the job for good."""
+    job.create_exclusive(layout.lease_key(1), content)
+    holder = LeaseHolder(job, "session-b", ttl_s=60)
+    holder.acquire(take_over=False)
+    assert holder.token == 2
 
 
 def test_a_fenced_session_never_renews_into_a_pruned_number(job: JobStore) -> None:

@@ -139,6 +139,48 @@ def test_list_size_delete(store_url: str) -> None:
     assert job.list_dirs("nothing") == []
 
 
+def test_move_puts_the_whole_object_under_the_new_name(store_url: str, tmp_path: Path,
+                                                       request: pytest.FixtureRequest) -> None:
+    """What the syncer does with a checkpoint: upload under the session's own name, then one move
+    onto the final name, replacing what is there; nothing is left under the upload's name. Above
+    gcsfs's 5 MB threshold, so on GCS the upload is resumable and the move a server-side rewrite."""
+    source = tmp_path / "local" / "step.pt"
+    source.parent.mkdir()
+    payload = os.urandom(6 * 2**20 + 321)
+    source.write_bytes(payload)
+    store = Store(store_url, **FAST)
+    job = store.job("demo")
+    final = layout.checkpoint_key(7)
+    temp = layout.upload_key(final, "session-a")
+    job.put_bytes(final, b"an older object under the final name")
+    before = all_objects(store_url, request)
+
+    job.put_file(source, temp)
+    assert job.list("checkpoints") == sorted([temp.rpartition("/")[2], "step-000000007.pt"])
+    job.move(temp, final)
+
+    assert job.size(final) == len(payload)
+    target = tmp_path / "restore" / "step.pt"
+    assert job.get_file(final, target) and target.read_bytes() == payload
+    assert not job.exists(temp)
+    assert job.list("checkpoints") == ["step-000000007.pt"]
+    assert set(all_objects(store_url, request)) - set(before) <= {"local/step.pt", "restore/step.pt"}
+
+    job.put_bytes("weights/.upload-session-a-final.pt", b"weights")  # into a folder that is not there yet
+    job.move("weights/.upload-session-a-final.pt", "weights/final.pt")
+    assert job.get_bytes("weights/final.pt") == b"weights"
+    assert job.list("weights") == ["final.pt"]
+
+
+def test_moving_nothing_is_a_store_error(store_url: str) -> None:
+    job = Store(store_url, **FAST).job("demo")
+    job.put_bytes("checkpoints/step-000000001.pt", b"theirs")
+    with pytest.raises(StoreError, match=r"move demo/checkpoints/\.upload-s-step-000000001\.pt") as raised:
+        job.move("checkpoints/.upload-s-step-000000001.pt", "checkpoints/step-000000001.pt")
+    assert not isinstance(raised.value, StoreUnavailable)
+    assert job.get_bytes("checkpoints/step-000000001.pt") == b"theirs"
+
+
 def test_list_jobs_finds_submitted_jobs_only(store_url: str) -> None:
     store = Store(store_url, **FAST)
     assert store.list_jobs() == []
@@ -197,6 +239,8 @@ def all_key_calls(job: JobStore, key: str, tmp_path: Path) -> list[Callable[[], 
         lambda: job.size(key),
         lambda: job.delete(key),
         lambda: job.exists(key),
+        lambda: job.move(key, "weights/final.pt"),
+        lambda: job.move("weights/final.pt", key),
     ]
 
 
@@ -234,6 +278,8 @@ def test_nothing_is_written_outside_the_job(store_url: str, tmp_path: Path, requ
     job.put_bytes("logs/s-1/trainer.log", b"log")
     job.delete("logs/s-1/trainer.log")
     job.delete("spec.yaml")
+    job.put_bytes("weights/.upload-s-1-best.pt", b"best")
+    job.move("weights/.upload-s-1-best.pt", "weights/best.pt")
     for key in UNSAFE:
         for call in all_key_calls(job, key, tmp_path / "local"):
             with pytest.raises(layout.UnsafeName):
@@ -245,7 +291,8 @@ def test_nothing_is_written_outside_the_job(store_url: str, tmp_path: Path, requ
     assert set(before) <= set(after)
     assert all(name.startswith((f"{root}/demo/", "local/")) for name in new), new
     assert [n for n in new if n.startswith(f"{root}/")] == [
-        f"{root}/demo/lease/000000001.json", f"{root}/demo/state.json", f"{root}/demo/weights/final.pt",
+        f"{root}/demo/lease/000000001.json", f"{root}/demo/state.json", f"{root}/demo/weights/best.pt",
+        f"{root}/demo/weights/final.pt",
     ]
     assert store.job("other").get_bytes("checkpoints/step-000000001.pt") == b"theirs"
 
@@ -376,6 +423,52 @@ def test_create_exclusive_recognises_its_own_earlier_attempt(tmp_path: Path) -> 
     assert JobStore(backend, policy, "demo", str(tmp_path)).create_exclusive("lease/000000001.json", b"mine") is True
     rival = LostReplyBackend(tmp_path)
     assert JobStore(rival, policy, "demo", str(tmp_path)).create_exclusive("lease/000000001.json", b"theirs") is False
+
+
+class LostMoveReplyBackend(LocalBackend):
+    """The move lands, then the connection drops before the answer arrives."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.dropped = False
+
+    def move(self, src: str, dst: str) -> bool:
+        moved = super().move(src, dst)
+        if not self.dropped:
+            self.dropped = True
+            raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+        return moved
+
+
+def test_a_retried_move_recognises_its_own_earlier_attempt(tmp_path: Path) -> None:
+    backend = LostMoveReplyBackend(tmp_path)
+    job = JobStore(backend, RetryPolicy(3, 0.0, 0.0), "demo", str(tmp_path))
+    job.put_bytes("checkpoints/.upload-s-step-000000001.pt", b"mine")
+    job.move("checkpoints/.upload-s-step-000000001.pt", "checkpoints/step-000000001.pt")
+    assert backend.dropped
+    assert job.get_bytes("checkpoints/step-000000001.pt") == b"mine"
+    assert job.list("checkpoints") == ["step-000000001.pt"]
+
+
+def test_local_move_refuses_symlinks_on_either_side(tmp_path: Path) -> None:
+    """A move is a write at both names: neither may lead out of the job through a symlink."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "outside.pt").write_bytes(b"outside")
+    job = Store(str(tmp_path / "store"), **FAST).job("demo")
+    job.put_bytes("checkpoints/.upload-s-step-000000001.pt", b"mine")
+    folder = tmp_path / "store" / "demo"
+    (folder / "weights").symlink_to(elsewhere, target_is_directory=True)
+    (folder / "checkpoints" / ".upload-s-step-000000002.pt").symlink_to(elsewhere / "outside.pt")
+
+    with pytest.raises(StoreError, match="symlink"):
+        job.move("checkpoints/.upload-s-step-000000001.pt", "weights/final.pt")
+    with pytest.raises(StoreError, match="symlink"):
+        job.move("checkpoints/.upload-s-step-000000002.pt", "checkpoints/step-000000002.pt")
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["outside.pt"]
+    assert (elsewhere / "outside.pt").read_bytes() == b"outside"
+    assert job.get_bytes("checkpoints/.upload-s-step-000000001.pt") == b"mine"
+    assert not job.exists("checkpoints/step-000000002.pt")
 
 
 def test_which_stores_enforce_exclusive_create(gcs_emulator: GcsEmulator, tmp_path: Path) -> None:

@@ -53,6 +53,26 @@ def test_names_from_listings_are_parsed_strictly() -> None:
     assert layout.parse_checkpoint_name("step-000000012.pt.bad") is None  # never taken for a checkpoint
 
 
+def test_uploads_go_to_a_name_of_the_session_beside_the_object() -> None:
+    temp = layout.upload_key(layout.checkpoint_key(12), "20260101T000000Z-host-42")
+    assert temp == "checkpoints/.upload-20260101T000000Z-host-42-step-000000012.pt"
+    assert layout.upload_key("weights/final.pt", "s-1") == "weights/.upload-s-1-final.pt"
+    assert layout.upload_key("weights/sub/best.pt", "s-1") == "weights/sub/.upload-s-1-best.pt"
+    leaf = temp.rpartition("/")[2]
+    assert layout.is_upload_name(leaf) and layout.is_upload_name(temp)
+    assert not layout.is_upload_name("step-000000012.pt")
+    # never taken for a checkpoint, a manifest or a bad marker by anything that parses listings
+    assert layout.parse_checkpoint_name(leaf) is None
+    assert layout.parse_checkpoint_name(leaf.removesuffix(".pt") + ".json") is None
+    assert layout.parse_bad_marker_name(leaf + ".bad") is None
+    assert layout.parse_lease_name(leaf) is None
+    for session in ("..", "a/b", "", "-x"):
+        with pytest.raises(layout.UnsafeName):
+            layout.upload_key(layout.checkpoint_key(12), session)
+    with pytest.raises(layout.UnsafeName):
+        layout.upload_key("../weights/final.pt", "s-1")
+
+
 def manifest(step: int, token: int) -> Manifest:
     return Manifest(step=step, epoch=0, position=0, size=1, sha256="x", token=token, written_at=0.0)
 
