@@ -12,6 +12,7 @@ class TrainerExit(IntEnum):
     OOM = 75  # CUDA out of memory, caught anywhere and reported as an `oom` event
     STOPPED = 76  # stopped on request (SIGTERM/SIGINT/parent death) after saving a checkpoint
     BAD_CHECKPOINT = 77  # the resume checkpoint cannot be loaded: fall back to an older one
+    NO_SPACE = 78  # no space left on the work dir's disk (the message says how much a checkpoint needs)
 
 
 class RunnerExit(IntEnum):
@@ -21,6 +22,7 @@ class RunnerExit(IntEnum):
     FAILED = 1
     INVALID = 2  # refused or invalid input
     TAKEN_OVER = 3
+    NOT_UPLOADED = 4  # stopped with files that are only in the work dir: attach from it to upload them
 
 
 # The text CUDA puts in every out-of-memory error; the supervisor also treats a crash whose
@@ -30,3 +32,7 @@ OOM_TEXT = "CUDA out of memory"
 # Fault injection for tests (documented, never on by default).
 FAULT_OOM_ABOVE = "TRAINER_FAULT_OOM_ABOVE"  # raise OOM when batch × H × W (halved with act. ckpt) exceeds it
 FAULT_CRASH_AT_STEP = "TRAINER_FAULT_CRASH_AT_STEP"  # crash when this optimizer step is reached
+FAULT_ENOSPC_AT_STEP = "TRAINER_FAULT_ENOSPC_AT_STEP"  # checkpoint writes from this step on hit a full disk
+
+# The phrase every disk-full message carries, so the supervisor can quote the trainer's line.
+NO_SPACE_TEXT = "no space left on device"

@@ -170,6 +170,11 @@ def _supervise(spec: JobSpec, store: JobStore, workdir: Path | None, take_over: 
     state = supervisor.state
     if code == RunnerExit.TAKEN_OVER:
         out.print(f"job {spec.name}: taken over by another session; this one stopped", highlight=False)
+    elif code == RunnerExit.NOT_UPLOADED:
+        err.print(f"job {spec.name}: {len(supervisor.not_uploaded)} file(s) are only in {supervisor.workdir}, not "
+                  f"in the store: {', '.join(supervisor.not_uploaded[:8])}; run `runner attach {spec.name} "
+                  f"--store {store.url} --workdir {supervisor.workdir}` on this machine to upload them",
+                  highlight=False, markup=False)
     else:
         out.print(f"job {spec.name}: {state.phase}" + (f" ({state.reason})" if state.reason else ""),
                   highlight=False)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from contract.codes import OOM_TEXT, RunnerExit, TrainerExit
+from contract.codes import NO_SPACE_TEXT, OOM_TEXT, RunnerExit, TrainerExit
 from contract.config import Rung
 
 TAKEN_OVER, CANCELLED = "taken over", "cancelled"
@@ -59,6 +59,10 @@ def next_action(exit_code: int, stderr_tail: str, rung_index: int, ladder: Seque
         return Action("done", rung_index)
     if exit_code == TrainerExit.STOPPED or stop_reason:
         return Action("pause", rung_index, stop_reason or "stopped")
+    if exit_code == TrainerExit.NO_SPACE:
+        said = [line for line in stderr_tail.splitlines() if NO_SPACE_TEXT in line]
+        reason = said[-1].split(NO_SPACE_TEXT, 1)[1] if said else " in the work dir"
+        return Action("fail", rung_index, f"{NO_SPACE_TEXT}{reason.rstrip()}")
     if exit_code == TrainerExit.BAD_CHECKPOINT:
         return Action("fall_back", rung_index,
                       "the trainer cannot load the checkpoint it was given; marking it bad and resuming "

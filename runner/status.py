@@ -157,6 +157,17 @@ def unreadable_document(job: str, error: str) -> dict[str, Any]:
     return {"job": job, "phase": UNREADABLE, "error": error}
 
 
+def close_lost_sessions(state: JobState) -> list[SessionRecord]:
+    """Sessions that never recorded their end were cut off (a kill, a Colab cutoff): they end at
+    the job's last heartbeat, which is the last moment anyone saw them, with `end_reason: lost`.
+    Pure; the next session calls it on the state it loads."""
+    lost = [s for s in state.sessions if s.ended_at is None]
+    for session in lost:
+        session.ended_at = state.heartbeat_at or session.started_at
+        session.end_reason = "lost"
+    return lost
+
+
 def apply_events(state: JobState, events: list[dict[str, Any]]) -> None:
     """Fold trainer events (DESIGN §4) into the status. Pure, so it is tested without processes.
 

@@ -7,6 +7,7 @@ and the exit code (DESIGN §4).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from contract import events as ev
-from contract.codes import RunnerExit
+from contract.codes import NO_SPACE_TEXT, RunnerExit, TrainerExit
 from contract.config import Rung
 from contract.files import (ATTEMPT_CONFIG, ATTEMPT_STDERR, CHECKPOINTS_DIR, EVENTS_FILE, atomic_write, attempt_dir,
                             checkpoint_name, sha256_of)
@@ -34,13 +35,16 @@ from runner.deadline import deadline, session_start
 from runner.lease import LeaseHolder
 from runner.policy import TAKEN_OVER, Action, next_action
 from runner.spec import JobSpec, dump_spec
-from runner.status import JobState, OomRecord, RungStatus, SessionRecord, now_iso
+from runner.status import JobState, OomRecord, RungStatus, SessionRecord, close_lost_sessions, now_iso
 from runner.store import JobStore, StoreError
 from runner.sync import Syncer, local_checkpoints
 
 log = logging.getLogger("runner")
 
 POLL_S = 0.2
+# In the work dir: written when the final flush fails, so an attach from the same machine knows
+# its checkpoints are newer than the store's and its own (not a fenced session's).
+UNFLUSHED = "unflushed.json"
 STDERR_TAIL_BYTES = 64 * 1024  # enough for the last traceback, which is where the OOM text appears
 
 
@@ -84,6 +88,9 @@ class Supervisor:
         self.state = JobState(job=spec.name)
         self.syncer: Syncer | None = None
         self.flushed = False  # the final flush got everything into the store
+        self.not_uploaded: list[str] = []  # work-dir files the store never got, when it did not
+        self._training_since: float | None = None  # monotonic time training was last accounted
+        self._training_lock = threading.Lock()
 
     # -- session bookkeeping -------------------------------------------------------------------
 
@@ -100,6 +107,9 @@ class Supervisor:
         self.state.exclusive_lease = self.store.supports_exclusive_create
         self.state.session = self.session
         self.state.uploading = None  # an earlier session's upload is not this one's
+        for lost in close_lost_sessions(self.state):
+            log.warning("session %s on %s ended without a word (last heartbeat %s): recorded as lost",
+                        lost.id, lost.host, lost.ended_at)
         self.state.sessions.append(SessionRecord(id=self.session, host=socket.gethostname(), gpu=self.gpu,
                                                  started_at=now_iso()))
 
@@ -142,11 +152,19 @@ class Supervisor:
         return manifests
 
     def _restore(self) -> Path | None:
-        """Download the newest remote checkpoint that verifies; older ones are the fallback."""
+        """The newest checkpoint that verifies: from the work dir when an earlier session on this
+        machine could not upload its last checkpoints (the first tick uploads them), else from
+        the store, newest first, falling back to older ones."""
         manifests = self._remote_manifests()
         assert self.syncer is not None
         for manifest in manifests:
             self.syncer.uploads.manifests[manifest.step] = manifest
+        left = self._left_behind(manifests)
+        if left is not None:
+            self._count_lost_work(left[0])
+            log.info("resuming from %s in the work dir: the last session could not upload it; it goes up first",
+                     left[1].name)
+            return left[1]
         directory = self.workdir / CHECKPOINTS_DIR
         directory.mkdir(parents=True, exist_ok=True)
         for manifest in restore_candidates(manifests):
@@ -164,6 +182,40 @@ class Supervisor:
             self._count_lost_work(manifest.step)
             log.info("restored %s (step %d, epoch %d, token %s)", name, manifest.step, manifest.epoch, manifest.token)
             return local
+        return None
+
+    def _left_behind(self, remote: list[Manifest]) -> tuple[int, Path] | None:
+        """(step, path) of the newest work-dir checkpoint that a session on this machine could not
+        upload, when it is newer than the store's and nobody has written the job since that
+        session: a fenced session's leftovers never win over the new holder's checkpoints."""
+        record = self.workdir / UNFLUSHED
+        try:
+            left = json.loads(record.read_text())
+            token = int(left["token"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if any((m.token or 0) > token for m in remote):
+            log.warning("the store has checkpoints newer than this work dir's last session; its leftovers are not used")
+            return None
+        known = {m.step: m.sha256 for m in remote}
+        local = local_checkpoints(self.workdir)
+        for step, path in local:
+            try:
+                sidecar = Manifest.read(path.with_suffix(".json"))
+            except (OSError, ValueError):
+                continue
+            if known.get(step) == sidecar.sha256:
+                self.syncer.uploads.checkpoints.add(step)  # already in the store
+        newest_remote = max(known, default=-1)
+        for step, path in reversed(local):
+            if step <= newest_remote:
+                break
+            try:
+                sidecar = Manifest.read(path.with_suffix(".json"))
+            except (OSError, ValueError):
+                continue
+            if path.stat().st_size == sidecar.size and sha256_of(path) == sidecar.sha256:
+                return step, path
         return None
 
     def _count_lost_work(self, restored_step: int) -> None:
@@ -231,7 +283,10 @@ class Supervisor:
         log.info("session %s holds job %s (token %d): %s", self.session, self.spec.name, self.lease.token, message)
         self.lease.start_renewing(self.spec.sync.every_seconds)  # also through a long restore
         try:
-            return self._session()
+            code = self._session()
+            if self.not_uploaded:  # nothing is called done, or paused, before it is in the store
+                return int(RunnerExit.NOT_UPLOADED)
+            return code
         finally:
             self.lease.stop_renewing()  # the release must be the last lease object
             if self.syncer is None or self.flushed:  # failed before any upload, or all is up
@@ -247,8 +302,10 @@ class Supervisor:
         self.store.put_bytes(layout.SPEC, dump_spec(self.spec).encode())
         self._load_state()
         self.syncer = Syncer(self.store, self.workdir, self.session, self.lease, self.state,
-                             self.spec.checkpoint.keep_last, self.spec.sync.every_seconds)
+                             self.spec.checkpoint.keep_last, self.spec.sync.every_seconds,
+                             before_publish=self._account_training)
         self.store.delete(layout.CANCEL)
+        self.syncer.fold_events()  # a work dir kept from an earlier session says how far it got
         goodput = self.state.goodput
         try:
             t = time.monotonic()
@@ -268,9 +325,15 @@ class Supervisor:
         finally:
             fenced = self.lease.lost.is_set()
             self.flushed = self.syncer.stop(final_flush=not fenced)
-            if not fenced and not self.flushed:
-                log.error("the store stayed unreachable: some files were not uploaded; "
-                          "they are still in %s and `runner attach` from this machine uploads them", self.workdir)
+            if self.flushed:
+                (self.workdir / UNFLUSHED).unlink(missing_ok=True)
+            elif not fenced:
+                self.not_uploaded = self.syncer.pending()
+                atomic_write(self.workdir / UNFLUSHED, json.dumps(
+                    {"session": self.session, "token": self.lease.token, "files": self.not_uploaded}).encode())
+                log.error("the store stayed unreachable: %d file(s) are only in %s (%s); run `runner attach %s "
+                          "--workdir %s` on this machine to upload them and go on", len(self.not_uploaded),
+                          self.workdir, ", ".join(self.not_uploaded[:5]), self.spec.name, self.workdir)
 
     def _attempts(self, dirs: tuple[Path, Path], resume: Path | None) -> int:
         """Launch attempts and carry out what `policy.next_action` decides after each."""
@@ -280,16 +343,24 @@ class Supervisor:
             self.state.attempt += 1
             self.state.rung = self._rung_status(index)
             self._set_phase("running")
-            started = time.monotonic()
-            proc = self._launch(self.state.attempt, self.ladder[index], dirs, resume)
-            code, asked = self._watch(proc)
+            self._training_since = time.monotonic()
+            try:
+                proc = self._launch(self.state.attempt, self.ladder[index], dirs, resume)
+            except OSError as error:  # the work dir's disk is full before the trainer even starts
+                if error.errno != errno.ENOSPC:
+                    raise
+                code, asked = TrainerExit.NO_SPACE, None
+                stderr = f"{NO_SPACE_TEXT} in {self.workdir} (writing attempt {self.state.attempt}'s config)"
+            else:
+                code, asked = self._watch(proc)
+                stderr = self._stderr_tail(self.state.attempt)
             if self.lease.lost.is_set():  # fenced while the trainer was finishing on its own
                 asked = TAKEN_OVER
-            self.state.goodput.training_s += time.monotonic() - started
+            self._account_training()
+            self._training_since = None
             assert self.syncer is not None
             self.syncer.fold_events()
             resume = self._newest_local_checkpoint() or resume
-            stderr = self._stderr_tail(self.state.attempt)
             action = next_action(code, stderr, index, self.ladder, restarts, self.spec.resources.max_restarts, asked)
             exit_code = self._carry_out(action, index, stderr)
             if exit_code is not None:
@@ -299,6 +370,16 @@ class Supervisor:
             if action.kind == "fall_back" and resume is not None:
                 resume = self._fall_back(resume)
             index = action.rung_index
+
+    def _account_training(self) -> None:
+        """Add the attempt's time since the last account to `goodput.training_s`. Called on every
+        status write, so a session that is killed has its training time in the store up to its
+        last tick."""
+        with self._training_lock:
+            if self._training_since is not None:
+                now = time.monotonic()
+                self.state.goodput.training_s += now - self._training_since
+                self._training_since = now
 
     def _carry_out(self, action: Action, index: int, stderr: str) -> int | None:
         """Record the action in the status; the runner's exit code when the session ends on it.

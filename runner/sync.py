@@ -55,7 +55,7 @@ class Syncer:
     """Uploads a work dir to the job's store on a timer, plus a final flush on every exit path."""
 
     def __init__(self, store: JobStore, workdir: Path, session: str, lease: LeaseHolder, state: JobState,
-                 keep_last: int, every_s: float, on_tick: Callable[[], None] = lambda: None) -> None:
+                 keep_last: int, every_s: float, before_publish: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.workdir = workdir
         self.session = session
@@ -63,7 +63,7 @@ class Syncer:
         self.state = state
         self.keep_last = keep_last
         self.every_s = every_s
-        self.on_tick = on_tick
+        self.before_publish = before_publish  # brings running counters (training time) up to date
         self.uploads = Uploads()
         self.lock = threading.RLock()  # held by a tick for its whole round of uploads
         self._write_lock = threading.Lock()  # one state.json write at a time, never behind an upload
@@ -130,7 +130,6 @@ class Syncer:
                 self.state.heartbeat_at = now_iso()
                 self.publish()
                 self.failures = 0
-                self.on_tick()
                 return True
             except LeaseLost as lost:
                 log.error("%s; stopping without writing anything more", lost)
@@ -150,6 +149,7 @@ class Syncer:
                 self.lease.check()
             except LeaseLost:
                 return
+            self.before_publish()
             self.store.put_bytes(layout.STATE, self.state.model_dump_json(indent=1).encode())
 
     def fold_events(self) -> None:
@@ -157,23 +157,20 @@ class Syncer:
         apply_events(self.state, self._events.read_new())
 
     def _upload_checkpoints(self) -> None:
-        """Oldest first; the data object, its size checked, then the manifest with the token."""
+        """Oldest first; the data object (uploaded under this session's own name, its size checked,
+        moved into place while the lease holds), then the manifest with the token."""
         for step, path in local_checkpoints(self.workdir):
             if step in self.uploads.checkpoints:
                 continue
             try:
                 local = Manifest.read(path.with_suffix(".json"))
-                self._put_file(path, layout.checkpoint_key(step))
+                self._put_file(path, layout.checkpoint_key(step), fenced=True, size=local.size)
             except FileNotFoundError:
                 continue  # pruned by the trainer meanwhile: a newer one follows
             except ValidationError as error:
                 log.warning("%s: the trainer's manifest is unreadable (%s); not uploaded", path.name, error)
                 self.uploads.checkpoints.add(step)
                 continue
-            remote_size = self.store.size(layout.checkpoint_key(step))
-            if remote_size != local.size:
-                raise StoreError(f"{layout.checkpoint_key(step)}: uploaded {remote_size} bytes, expected {local.size}")
-            self.lease.check()
             manifest = local.model_copy(update={"token": self.lease.token})
             self.store.put_bytes(layout.manifest_key(step), manifest.to_json())
             self.uploads.checkpoints.add(step)
@@ -183,13 +180,43 @@ class Syncer:
                 written_at=datetime.fromtimestamp(local.written_at, tz=timezone.utc).isoformat(timespec="seconds"),
             )
 
-    def _put_file(self, path: Path, key: str) -> None:
-        """Upload one file, with what is uploading in the status meanwhile (the heartbeat shows it)."""
+    def _put_file(self, path: Path, key: str, fenced: bool = False, size: int | None = None) -> None:
+        """Upload one file, with what is uploading in the status meanwhile (the heartbeat shows it).
+
+        `fenced` (checkpoints, weights): object names do not depend on the session, so a session
+        taken over during a long upload must not land its late bytes on the new holder's object of
+        the same name. The file goes up under this session's own name (`layout.upload_key`), its
+        size is checked against `size` when given, and only while the lease still holds is it moved
+        onto `key`, in one store operation. A lost lease or any failure deletes that upload (best
+        effort) and raises on; nothing is ever uploaded under `key` itself.
+        """
         self.state.uploading = Uploading(key=key, bytes=path.stat().st_size, since=now_iso())
         try:
-            self.store.put_file(path, key)
+            if not fenced:
+                self.store.put_file(path, key)
+                return
+            temp = layout.upload_key(key, self.session)
+            try:
+                self.store.put_file(path, temp)
+                if size is not None:
+                    remote_size = self.store.size(temp)
+                    if remote_size != size:
+                        raise StoreError(f"{key}: uploaded {remote_size} bytes, expected {size}")
+                self.lease.check()
+                self.store.move(temp, key)
+            except Exception:
+                self._discard(temp)
+                raise
         finally:
             self.state.uploading = None
+
+    def _discard(self, key: str) -> None:
+        """Delete this session's own upload that will not be moved into place; a failure is only
+        logged (the object is under a name nothing reads, and the error that got here matters more)."""
+        try:
+            self.store.delete(key)
+        except StoreError as error:
+            log.warning("%s not deleted (%s); it is left under a name nothing reads", key, error)
 
     def _upload_logs(self) -> None:
         """New complete lines only, as numbered parts: a long log is never re-uploaded whole."""
@@ -221,10 +248,30 @@ class Syncer:
             if self.uploads.file_sizes.get(relative) == signature:
                 continue
             if folder == WEIGHTS_DIR:
-                self.lease.check()
-            key = relative if folder == WEIGHTS_DIR else layout.log_key(self.session, relative)
-            self._put_file(path, key)
+                self.lease.check()  # before the upload too: a fenced session sends nothing
+                self._put_file(path, relative, fenced=True)
+            else:
+                self._put_file(path, layout.log_key(self.session, relative))
             self.uploads.file_sizes[relative] = signature
+
+    def pending(self) -> list[str]:
+        """Work-dir files (relative paths) the store does not have yet: what a failed final flush
+        leaves only on this machine."""
+        left = [path.relative_to(self.workdir).as_posix() for step, path in local_checkpoints(self.workdir)
+                if step not in self.uploads.checkpoints]
+        for folder in (WEIGHTS_DIR, TENSORBOARD_DIR):
+            root = self.workdir / folder
+            for path in sorted(root.rglob("*")) if root.is_dir() else []:
+                relative = path.relative_to(self.workdir).as_posix()
+                if path.is_file() and not path.name.startswith("."):
+                    stat = path.stat()
+                    if self.uploads.file_sizes.get(relative) != (stat.st_size, stat.st_mtime_ns):
+                        left.append(relative)
+        for name in LOG_FILES:
+            path = self.workdir / name
+            if path.exists() and path.stat().st_size > self.uploads.log_offsets.get(name, 0):
+                left.append(name)
+        return left
 
     def _prune_remote(self) -> None:
         best_steps = [b.step for b in self.state.best.values()]

@@ -159,6 +159,12 @@ def test_kill9_then_attach_from_a_fresh_workdir_resumes_exactly(
     assert result.returncode == 0, result.stdout + result.stderr
     state = state_of(store_url, "resumed")
     assert state["phase"] == "done" and len(state["sessions"]) >= 2
+    # goodput adds up (issue 10.9): the killed session's training time reached the store on its
+    # ticks, and the next session closed its record at its last heartbeat
+    assert before["goodput"]["training_s"] > 0
+    killed = state["sessions"][0]
+    assert (killed["end_reason"], killed["ended_at"]) == ("lost", before["heartbeat_at"])
+    assert state["goodput"]["training_s"] > before["goodput"]["training_s"]
     expected = final_weights(reference_store, reference_job, tmp_path)
     got = final_weights(store_url, "resumed", tmp_path)
     for key in expected:

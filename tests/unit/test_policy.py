@@ -82,3 +82,11 @@ def test_a_refused_checkpoint_falls_back_without_counting_a_crash() -> None:
     action = decide(TrainerExit.BAD_CHECKPOINT, rung=1, restarts=3, max_restarts=3)
     assert (action.kind, action.rung_index, action.crashed, action.oom) == ("fall_back", 1, False, False)
     assert action.runner_exit is None and action.phase is None
+
+
+def test_a_full_disk_fails_with_the_trainers_words() -> None:
+    said = "2026-12-03 ERROR no space left on device in /w (needs about 18 MB for a checkpoint); free space there"
+    action = decide(TrainerExit.NO_SPACE, stderr=f"epoch 1\n{said}\n")
+    assert (action.kind, action.runner_exit, action.crashed) == ("fail", RunnerExit.FAILED, False)
+    assert action.message == "no space left on device in /w (needs about 18 MB for a checkpoint); free space there"
+    assert decide(TrainerExit.NO_SPACE).message == "no space left on device in the work dir"

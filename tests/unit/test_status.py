@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from runner.status import (UNREADABLE, JobState, UnreadableState, apply_events, describe, effective_phase, parse_iso,
-                           read_state, status_document, unreadable_document)
+from runner.status import (UNREADABLE, JobState, UnreadableState, apply_events, close_lost_sessions, describe,
+                           effective_phase, parse_iso, read_state, status_document, unreadable_document)
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
@@ -105,3 +105,16 @@ def test_times_that_do_not_parse_read_as_unknown() -> None:
     assert effective_phase(state, NOW) == "interrupted"
     rows = dict(describe(state, NOW))
     assert rows["heartbeat"] == "never" and rows["speed"].endswith("ETA ?")
+
+
+def test_a_session_that_never_ended_is_closed_as_lost_at_the_last_heartbeat() -> None:
+    state = JobState(job="j", heartbeat_at="2026-11-25T11:58:00+00:00", sessions=[
+        {"id": "a", "host": "h", "gpu": "T4", "started_at": "2026-11-25T08:00:00+00:00",
+         "ended_at": "2026-11-25T09:00:00+00:00", "end_reason": "paused"},
+        {"id": "b", "host": "h", "gpu": "T4", "started_at": "2026-11-25T09:05:00+00:00"},
+    ])
+    lost = close_lost_sessions(state)
+    assert [s.id for s in lost] == ["b"]
+    assert (state.sessions[1].ended_at, state.sessions[1].end_reason) == ("2026-11-25T11:58:00+00:00", "lost")
+    assert state.sessions[0].end_reason == "paused"
+    assert close_lost_sessions(state) == []

@@ -11,15 +11,18 @@ The state holds only tensors, numbers, strings, lists, tuples and dicts, so it l
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from pydantic import ValidationError
 
+from contract.codes import FAULT_ENOSPC_AT_STEP
 from contract.files import atomic_write, checkpoint_name, list_checkpoints, manifest_name, sha256_of
 from contract.manifest import Manifest
 
@@ -49,7 +52,15 @@ def write_checkpoint(directory: Path, state: Mapping[str, Any], step: int, epoch
                      metrics: Mapping[str, float]) -> Path:
     """Write one checkpoint and its manifest; returns the data file's path."""
     path = directory / checkpoint_name(step)
-    atomic_write(path, lambda f: torch.save(dict(state), f))
+    full_at = os.environ.get(FAULT_ENOSPC_AT_STEP)
+
+    def save(out: BinaryIO) -> None:
+        if full_at and step >= int(full_at):  # test-only: the disk fills up part-way through the file
+            out.write(bytes(1 << 20))
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (injected)", str(path))
+        torch.save(dict(state), out)
+
+    atomic_write(path, save)
     manifest = Manifest(step=step, epoch=epoch, position=position, size=path.stat().st_size,
                         sha256=sha256_of(path), written_at=time.time(), metrics=dict(metrics))
     atomic_write(directory / manifest_name(step), manifest.to_json())
@@ -95,6 +106,24 @@ def load_checkpoint(path: Path) -> tuple[dict[str, Any], Manifest]:
     except Exception as error:  # torch raises RuntimeError/UnpicklingError/EOFError for bad files
         raise CheckpointError(f"{path}: cannot be loaded safely: {error}") from None
     return state, manifest
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+    """A full disk, however it surfaced: ENOSPC, or torch's serializer failing mid-file (its
+    `file write failed` / `unexpected pos` errors hide the errno), anywhere in the cause chain."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        if isinstance(error, RuntimeError) and any(t in str(error) for t in ("file write failed", "unexpected pos")):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def checkpoint_bytes(directory: Path) -> int | None:
+    """The size of the newest checkpoint on disk: about what the next one needs."""
+    found = list_checkpoints(directory)
+    return found[-1][1].stat().st_size if found else None
 
 
 class BackgroundWriter:

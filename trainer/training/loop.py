@@ -7,6 +7,7 @@ when stopped on request after saving.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import operator
@@ -22,7 +23,7 @@ from argus.engine import Engine, Events, State
 from argus.metrics.metric import attach_metrics
 from torch.utils.tensorboard import SummaryWriter
 
-from contract.codes import TrainerExit
+from contract.codes import NO_SPACE_TEXT, TrainerExit
 from contract.config import AttemptConfig
 from contract.events import CHECKPOINT, DONE, EPOCH, ERROR, OOM, START, EventLog
 from contract.files import CHECKPOINTS_DIR, EVENTS_FILE, TENSORBOARD_DIR, TRAINER_LOG, WEIGHTS_DIR
@@ -30,7 +31,8 @@ from trainer.data.keypoints.table import NUM_KEYPOINTS
 from trainer.data.loader import build_dataset, make_loader
 from trainer.model.metamodel import HeatmapModel
 from trainer.training.callbacks import Progress, ResumableEarlyStopping, ResumableReduceLROnPlateau
-from trainer.training.checkpoint import BackgroundWriter, CheckpointError, load_checkpoint, write_weights
+from trainer.training.checkpoint import (BackgroundWriter, CheckpointError, checkpoint_bytes, is_disk_full,
+                                         load_checkpoint, write_weights)
 from trainer.training.metrics import EpochLoss, ValidationMetrics
 from trainer.training.signals import StopFlag, StopRequested, is_out_of_memory
 from trainer.training.state import capture, restore
@@ -289,6 +291,14 @@ def run_training(config_path: Path, workdir: Path, resume: Path | None) -> int:
             torch.cuda.empty_cache()
             events.emit(OOM, rung=rung, message=str(error)[:500])
             return TrainerExit.OOM
+        if is_disk_full(error):
+            size = checkpoint_bytes(workdir / CHECKPOINTS_DIR)
+            need = f"needs about {size / 2**20:.0f} MB for a checkpoint" if size else "a checkpoint needs room"
+            message = f"{NO_SPACE_TEXT} in {workdir} ({need}); free space there or use another --workdir"
+            log.error("%s", message)
+            with contextlib.suppress(OSError):  # the event log is on the same full disk
+                events.emit(ERROR, message=message)
+            return TrainerExit.NO_SPACE
         tail = traceback.format_exc().strip().splitlines()[-8:]
         events.emit(ERROR, message=f"{type(error).__name__}: {error}", traceback=tail)
         raise
