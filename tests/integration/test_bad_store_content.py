@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from runner.spec import dump_spec, parse_spec
+from tests.file_tree import tree
 
 RUNNER = shutil.which("runner")
 
@@ -44,15 +45,6 @@ def make_store(tmp_path: Path) -> Path:
     (store / "good" / "state.json").write_text(json.dumps(GOOD_STATE))
     return store
 
-
-def tree(root: Path) -> dict[str, bytes | str]:
-    found: dict[str, bytes | str] = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = Path(folder) / name
-            key = path.relative_to(root).as_posix()
-            found[key] = path.read_bytes() if path.is_file() and not path.is_symlink() else "other"
-    return found
 
 
 def runner(store: Path | str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -12,26 +12,12 @@ from pathlib import Path
 import pytest
 
 from runner.store import Store, StoreError
+from tests.file_tree import tree
 
 FAST = {"retries": 2, "backoff_s": 0.01, "max_backoff_s": 0.02}
 RUNNER = shutil.which("runner")
 SECRET = b"a file outside the store\n"
 
-
-def tree(root: Path) -> dict[str, bytes | str]:
-    """Every entry under `root`, symlinks as their target, without following any."""
-    found: dict[str, bytes | str] = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = Path(folder) / name
-            key = path.relative_to(root).as_posix()
-            if path.is_symlink():
-                found[key] = f"-> {os.readlink(path)}"
-            elif path.is_file():
-                found[key] = path.read_bytes()
-            else:
-                found[key] = "dir"
-    return found
 
 
 @pytest.fixture
