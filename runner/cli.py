@@ -23,7 +23,7 @@ from contract.codes import RunnerExit
 from contract.files import EVENTS_FILE, TRAINER_LOG
 from runner import layout
 from runner.deadline import deadline, session_start
-from runner.spec import JobSpec, SpecError, check_store_url, dump_spec, load_spec, parse_spec_text, same_spec
+from runner.spec import JobSpec, SpecError, check_store_url, dump_spec, load_spec, parse_spec_bytes, same_spec
 from runner.status import (UNREADABLE, JobState, UnreadableState, describe, effective_phase, read_state,
                            status_document, unreadable_document)
 from runner.store import JobStore, Store, StoreError, StoreUnavailable, redact
@@ -241,13 +241,7 @@ def attach(
         err.print(f"no job {job_name!r} in {job.url}", highlight=False)
         raise typer.Exit(EXIT_INVALID)
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        err.print(f"{job_name}/spec.yaml in {redact(job.url)} is unreadable: not UTF-8 text (byte {error.start})",
-                  highlight=False, markup=False)
-        raise typer.Exit(EXIT_INVALID) from None
-    try:
-        spec = parse_spec_text(text, f"{job_name}/spec.yaml")
+        spec = parse_spec_bytes(data, f"{job_name}/spec.yaml")
     except SpecError as error:
         more = f" (and {len(error.problems) - 1} more problem(s))" if len(error.problems) > 1 else ""
         first = " ".join(str(error.problems[0]).split())[:300] if error.problems else "invalid"

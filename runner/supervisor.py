@@ -35,7 +35,8 @@ from runner.deadline import deadline, session_start
 from runner.lease import LeaseHolder
 from runner.policy import TAKEN_OVER, Action, next_action
 from runner.spec import JobSpec, dump_spec
-from runner.status import JobState, OomRecord, RungStatus, SessionRecord, close_lost_sessions, now_iso
+from runner.status import (JobState, OomRecord, RungStatus, SessionRecord, UnreadableState, close_lost_sessions,
+                           now_iso, read_state)
 from runner.store import JobStore, StoreError
 from runner.sync import Syncer, local_checkpoints
 
@@ -98,10 +99,9 @@ class Supervisor:
         data = self.store.get_bytes(layout.STATE)
         if data is not None:
             try:
-                self.state = JobState.model_validate_json(data)
-            except ValidationError as error:
-                log.warning("state.json in the store is unreadable (%s); starting a fresh status",
-                            str(error).splitlines()[0])
+                self.state = read_state(data)
+            except UnreadableState as error:
+                log.warning("state.json in the store is unreadable (%s); starting a fresh status", error)
         self.state.max_epochs = self.spec.train.max_epochs
         self.state.sync_every_s = self.spec.sync.every_seconds
         self.state.exclusive_lease = self.store.supports_exclusive_create
@@ -198,22 +198,18 @@ class Supervisor:
             log.warning("the store has checkpoints newer than this work dir's last session; its leftovers are not used")
             return None
         known = {m.step: m.sha256 for m in remote}
-        local = local_checkpoints(self.workdir)
-        for step, path in local:
+        newest_remote = max(known, default=-1)
+        newer: list[tuple[int, Path, Manifest]] = []  # only in the work dir, oldest first
+        for step, path in local_checkpoints(self.workdir):
             try:
                 sidecar = Manifest.read(path.with_suffix(".json"))
             except (OSError, ValueError):
                 continue
             if known.get(step) == sidecar.sha256:
                 self.syncer.uploads.checkpoints.add(step)  # already in the store
-        newest_remote = max(known, default=-1)
-        for step, path in reversed(local):
-            if step <= newest_remote:
-                break
-            try:
-                sidecar = Manifest.read(path.with_suffix(".json"))
-            except (OSError, ValueError):
-                continue
+            elif step > newest_remote:
+                newer.append((step, path, sidecar))
+        for step, path, sidecar in reversed(newer):
             if path.stat().st_size == sidecar.size and sha256_of(path) == sidecar.sha256:
                 return step, path
         return None

@@ -118,7 +118,6 @@ class Syncer:
             if self.lease.lost.is_set():
                 return False
             try:
-                self.lease.check()
                 self.fold_events()
                 self._upload_checkpoints()
                 self._upload_logs()
@@ -248,7 +247,8 @@ class Syncer:
             if self.uploads.file_sizes.get(relative) == signature:
                 continue
             if folder == WEIGHTS_DIR:
-                self.lease.check()  # before the upload too: a fenced session sends nothing
+                if self.lease.lost.is_set():  # a fenced session sends nothing; the move checks the store
+                    raise LeaseLost(f"lease {self.lease.token} was taken over")
                 self._put_file(path, relative, fenced=True)
             else:
                 self._put_file(path, layout.log_key(self.session, relative))
