@@ -205,20 +205,25 @@ def submit(
             err.print(f"warning: {left:.0f} min left in this session, less than one checkpoint interval "
                       f"({spec.checkpoint.every_minutes:g} min)", highlight=False)
     if detach:
-        workdir = workdir or Path(".runner") / spec.name
-        workdir.mkdir(parents=True, exist_ok=True)
-        log_path = workdir / "supervisor.log"
-        cmd = [sys.executable, "-m", "runner", "submit", str(spec_path), "--store", url, "--workdir", str(workdir)]
-        if force_spec:
-            cmd.append("--force-spec")
-        if take_over:
-            cmd.append("--take-over")
-        with log_path.open("a") as sink:
-            proc = subprocess.Popen(cmd, stdout=sink, stderr=sink, stdin=subprocess.DEVNULL, start_new_session=True)
-        out.print(f"job {spec.name} submitted (supervisor pid {proc.pid}, log {log_path}); "
-                  f"follow it with `runner status {spec.name} --store {url}`", highlight=False)
+        _detach(spec.name, ["submit", str(spec_path)] + (["--force-spec"] if force_spec else []), url, workdir,
+                take_over)
         return
     _supervise(spec, job, workdir, take_over)
+
+
+def _detach(job_name: str, args: list[str], url: str, workdir: Path | None, take_over: bool) -> None:
+    """Run `runner ARGS` as a supervisor in the background, in a session of its own, so closing
+    the notebook cell or the terminal does not stop it; its output goes to WORK/supervisor.log."""
+    workdir = workdir or Path(".runner") / job_name
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / "supervisor.log"
+    cmd = [sys.executable, "-m", "runner", *args, "--store", url, "--workdir", str(workdir)]
+    if take_over:
+        cmd.append("--take-over")
+    with log_path.open("a") as sink:
+        proc = subprocess.Popen(cmd, stdout=sink, stderr=sink, stdin=subprocess.DEVNULL, start_new_session=True)
+    out.print(f"job {job_name} started in the background (supervisor pid {proc.pid}, log {log_path}); "
+              f"follow it with `runner status {job_name} --store {url}`", highlight=False)
 
 
 def _session_left_minutes(spec: JobSpec) -> float:
@@ -233,6 +238,7 @@ def attach(
     store_url: str | None = STORE_OPTION,
     workdir: Path | None = WORKDIR_OPTION,
     take_over: bool = typer.Option(False, "--take-over", help="take the job from a session that still holds it"),
+    detach: bool = typer.Option(False, "--detach", help="run the supervisor in the background"),
 ) -> None:
     """Resume a job from the store on this machine, with the store's spec: no local file needed."""
     job = _open_job(store_url, job_name)
@@ -252,6 +258,9 @@ def attach(
         err.print(f"{job_name}/spec.yaml in {redact(job.url)} names job {spec.name!r}, not {job_name!r}; "
                   "refusing to run it", highlight=False, markup=False)
         raise typer.Exit(EXIT_INVALID)
+    if detach:
+        _detach(job_name, ["attach", job_name], job.url, workdir, take_over)
+        return
     _supervise(spec, job, workdir, take_over)
 
 

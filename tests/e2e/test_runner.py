@@ -308,3 +308,18 @@ def test_sigterm_to_the_supervisor_pauses_after_a_checkpoint(data_root: Path, tm
     events_key = [k for k in Store(store).job("stopped").list(f"logs/{state['session']}") if k.startswith("events")]
     text = "".join(Store(store).job("stopped").get_bytes(f"logs/{state['session']}/{k}").decode() for k in sorted(events_key))
     assert '"reason": "stopped"' in text, "the trainer saved and reported its stop, and the flush uploaded it"
+
+
+def test_attach_detach_runs_the_supervisor_in_the_background(data_root: Path, tmp_path: Path) -> None:
+    """The README's Colab line `runner attach JOB --store … --detach` runs as written."""
+    store = str(tmp_path / "store")
+    spec = write_spec(tmp_path / "job.yaml", "detached", store, data_root, train={"max_epochs": 1})
+    first = runner("submit", str(spec), "--workdir", str(tmp_path / "w1"), cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    result = runner("attach", "detached", "--store", store, "--workdir", str(tmp_path / "w2"), "--detach",
+                    cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "started in the background" in result.stdout
+    log = tmp_path / "w2" / "supervisor.log"
+    wait_until(lambda: log.exists() and "job detached: done" in log.read_text(), what="the detached supervisor")
+    assert len(state_of(store, "detached")["sessions"]) == 2
