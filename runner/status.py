@@ -81,11 +81,13 @@ class LastCheckpoint(Record):
 
 
 class Uploading(Record):
-    """The file a tick is uploading now: with a fresh heartbeat, a long upload reads as running."""
+    """The file a tick is uploading now: with a fresh heartbeat, a long upload reads as running,
+    and `sent` (bytes so far, as the store client reports them) shows it moving."""
 
     key: str
     bytes: int
     since: str
+    sent: int = 0
 
 
 class Goodput(Record):
@@ -242,7 +244,9 @@ def describe(state: JobState, now: datetime) -> list[tuple[str, str]]:
         rows.append(("session", f"{session.id} on {session.host} ({session.gpu}) {session.started_at}{end}"))
     if state.uploading:
         up = state.uploading
-        rows.append(("uploading", f"{up.key} ({up.bytes / 2**20:.1f} MiB), since {_age(up.since, now)}"))
+        share = f" ({up.sent / up.bytes:.0%})" if up.bytes else ""
+        rows.append(("uploading", f"{up.key}: {up.sent / 2**20:.1f} of {up.bytes / 2**20:.1f} MiB{share}, "
+                                  f"since {_age(up.since, now)}"))
     rows.append(("heartbeat", _age(state.heartbeat_at, now)))
     for metric, best in sorted(state.best.items()):
         rows.append((f"best {metric}", f"{best.value:.4g} at step {best.step}"))

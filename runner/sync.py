@@ -189,14 +189,18 @@ class Syncer:
         onto `key`, in one store operation. A lost lease or any failure deletes that upload (best
         effort) and raises on; nothing is ever uploaded under `key` itself.
         """
-        self.state.uploading = Uploading(key=key, bytes=path.stat().st_size, since=now_iso())
+        uploading = self.state.uploading = Uploading(key=key, bytes=path.stat().st_size, since=now_iso())
+
+        def progress(sent: int) -> None:
+            uploading.sent = sent  # the heartbeat publishes it
+
         try:
             if not fenced:
-                self.store.put_file(path, key)
+                self.store.put_file(path, key, progress)
                 return
             temp = layout.upload_key(key, self.session)
             try:
-                self.store.put_file(path, temp)
+                self.store.put_file(path, temp, progress)
                 if size is not None:
                     remote_size = self.store.size(temp)
                     if remote_size != size:

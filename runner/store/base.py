@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Callable
 
 from runner.store.retry import StoreError
+
+# Told the bytes sent so far while a file uploads (a 750 MiB checkpoint takes minutes).
+Progress = Callable[[int], None]
 
 
 class Backend(ABC):
@@ -17,7 +21,8 @@ class Backend(ABC):
     exclusive: bool
 
     @abstractmethod
-    def put_file(self, local: Path, path: str) -> None: ...
+    def put_file(self, local: Path, path: str, progress: Progress | None = None) -> None:
+        """Upload without reading the file into memory; `progress` hears the bytes sent so far."""
 
     @abstractmethod
     def put_bytes(self, path: str, data: bytes) -> None: ...

@@ -10,13 +10,28 @@ import inspect
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from fsspec.callbacks import Callback
+
 from contract.files import atomic_write
-from runner.store.base import Backend
+from runner.store.base import Backend, Progress
+
+
+class ProgressCallback(Callback):
+    """fsspec's transfer callback, passing the bytes sent so far on to a `Progress`."""
+
+    def __init__(self, progress: Progress) -> None:
+        super().__init__()
+        self.progress = progress
+
+    def call(self, *args: Any, **kwargs: Any) -> None:
+        self.progress(int(self.value))
 
 
 class FsspecBackend(Backend):
     """An object store through an fsspec file system; objects are whole by the store's own
     semantics (an upload becomes visible only when complete)."""
+
+    put_options: dict[str, Any] = {}  # client-specific put_file options (GCS: its chunk size)
 
     def __init__(self, fs: Any, root: str, exclusive: bool) -> None:
         self.fs = fs
@@ -26,8 +41,9 @@ class FsspecBackend(Backend):
     def _path(self, path: str) -> str:
         return f"{self.root}/{path}" if path else self.root
 
-    def put_file(self, local: Path, path: str) -> None:
-        self.fs.put_file(str(local), self._path(path))
+    def put_file(self, local: Path, path: str, progress: Progress | None = None) -> None:
+        options = {**self.put_options, **({"callback": ProgressCallback(progress)} if progress else {})}
+        self.fs.put_file(str(local), self._path(path), **options)
 
     def put_bytes(self, path: str, data: bytes) -> None:
         self.fs.pipe_file(self._path(path), data)

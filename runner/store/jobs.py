@@ -12,7 +12,7 @@ from typing import Callable, TypeVar
 
 from runner import layout
 from runner.spec import check_store_url, store_protocol
-from runner.store.base import Backend, open_backend
+from runner.store.base import Backend, Progress, open_backend
 from runner.store.retry import RetryPolicy, StoreError
 
 T = TypeVar("T")
@@ -78,10 +78,11 @@ class JobStore:
     def _run(self, operation: str, relative: str, call: Callable[[], T]) -> T:
         return self._policy.run(operation, f"{self.name}/{relative}", call)
 
-    def put_file(self, local: Path, key: str) -> None:
-        """Upload a file from disk without reading it into memory; the object appears whole or not at all."""
+    def put_file(self, local: Path, key: str, progress: Progress | None = None) -> None:
+        """Upload a file from disk without reading it into memory; the object appears whole or not
+        at all. `progress` hears the bytes sent so far (from 0 again on a retry)."""
         path = self._key(key)
-        self._run("put_file", key, lambda: self._backend.put_file(Path(local), path))
+        self._run("put_file", key, lambda: self._backend.put_file(Path(local), path, progress))
 
     def put_bytes(self, key: str, data: bytes) -> None:
         path = self._key(key)

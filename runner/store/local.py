@@ -20,9 +20,10 @@ import os
 import shutil
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from contract.files import TEMP_NAME, atomic_write, fsync_dir, temp_beside
+from runner.store.base import Progress
 from runner.store.fsspec_backend import FsspecBackend
 from runner.store.retry import StoreError
 
@@ -92,10 +93,10 @@ class LocalBackend(FsspecBackend):
             return None
         return descriptor
 
-    def put_file(self, local: Path, path: str) -> None:
+    def put_file(self, local: Path, path: str, progress: Progress | None = None) -> None:
         target = self._writable(path)
         with Path(local).open("rb") as source:
-            atomic_write(target, lambda out: shutil.copyfileobj(source, out, COPY_CHUNK))
+            atomic_write(target, lambda out: copy_reporting(source, out, progress))
 
     def put_bytes(self, path: str, data: bytes) -> None:
         atomic_write(self._writable(path), data)
@@ -197,3 +198,13 @@ class LocalBackend(FsspecBackend):
         if source.parent != target.parent:
             fsync_dir(source.parent)
         return True
+
+
+def copy_reporting(source: BinaryIO, out: BinaryIO, progress: Progress | None) -> None:
+    """Copy in chunks, telling `progress` the bytes copied so far (a Drive mount is slow too)."""
+    copied = 0
+    while chunk := source.read(COPY_CHUNK):
+        out.write(chunk)
+        copied += len(chunk)
+        if progress:
+            progress(copied)

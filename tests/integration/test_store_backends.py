@@ -52,6 +52,21 @@ def all_objects(url: str, request: pytest.FixtureRequest) -> list[str]:
     return sorted(p.relative_to(parent).as_posix() for p in parent.rglob("*") if p.is_file())
 
 
+def test_upload_reports_its_progress(store_url: str, tmp_path: Path) -> None:
+    """Bytes sent so far reach the caller while a file uploads, growing, ending at the size: what
+    `uploading.sent` in the status shows. On GCS it is above one resumable chunk (16 MiB), so the
+    report comes more than once."""
+    from runner.store.gcs import UPLOAD_CHUNK
+
+    source = tmp_path / "step.pt"
+    source.write_bytes(os.urandom(UPLOAD_CHUNK + 3 * 2**20))
+    size = source.stat().st_size
+    reports: list[int] = []
+    Store(store_url, **FAST).job("demo").put_file(source, "checkpoints/step-000000001.pt", reports.append)
+    assert reports == sorted(reports) and reports[-1] == size, reports
+    assert len([r for r in reports if 0 < r < size]) >= 1, reports
+
+
 def test_bytes_round_trip(store_url: str) -> None:
     job = Store(store_url, **FAST).job("demo")
     job.put_bytes("state.json", b'{"phase": "running"}')

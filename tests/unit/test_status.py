@@ -60,7 +60,7 @@ def test_status_json_keys_are_the_documented_ones() -> None:
     assert set(document["last_checkpoint"]) == {"step", "token", "written_at"}
     assert set(document["best"]["val_loss"]) == {"value", "step"}
     assert set(document["goodput"]) == {"training_s", "restoring_s", "preparing_s", "lost_s"}
-    assert set(document["uploading"]) == {"key", "bytes", "since"}
+    assert set(document["uploading"]) == {"key", "bytes", "since", "sent"}
 
 
 def test_unknown_fields_are_kept_for_newer_readers() -> None:
