@@ -41,6 +41,7 @@ def job_key(job: str, relative: str = "") -> str:
 # Keys relative to a job (what JobStore takes); job_key() puts one under STORE/JOB/.
 SPEC = "spec.yaml"
 STATE = "state.json"
+UNREADABLE_STATE = "state.unreadable.json"  # the bytes of a state.json no session could read, kept
 CANCEL = "cancel.json"
 LEASES = "lease"
 CHECKPOINTS = CHECKPOINTS_DIR
@@ -97,6 +98,9 @@ def upload_key(key: str, session: str) -> str:
     folder, _, leaf = check_relative(key).rpartition("/")
     temp = f"{UPLOAD_PREFIX}{session}-{leaf}"
     return check_relative(f"{folder}/{temp}" if folder else temp)
+
+
+UPLOAD_FOLDERS = (CHECKPOINTS, "weights")  # where upload_key puts a session's uploads in flight
 
 
 def is_upload_name(name: str) -> bool:

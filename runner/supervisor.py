@@ -101,7 +101,9 @@ class Supervisor:
             try:
                 self.state = read_state(data)
             except UnreadableState as error:
-                log.warning("state.json in the store is unreadable (%s); starting a fresh status", error)
+                self.store.put_bytes(layout.UNREADABLE_STATE, data)
+                log.warning("state.json in the store is unreadable (%s); starting a fresh status, its bytes kept "
+                            "as %s", error, layout.UNREADABLE_STATE)
         self.state.max_epochs = self.spec.train.max_epochs
         self.state.sync_every_s = self.spec.sync.every_seconds
         self.state.exclusive_lease = self.store.supports_exclusive_create
@@ -301,6 +303,7 @@ class Supervisor:
                              self.spec.checkpoint.keep_last, self.spec.sync.every_seconds,
                              before_publish=self._account_training)
         self.store.delete(layout.CANCEL)
+        self.syncer.sweep_uploads()
         self.syncer.fold_events()  # a work dir kept from an earlier session says how far it got
         goodput = self.state.goodput
         try:

@@ -277,6 +277,18 @@ class Syncer:
                 left.append(name)
         return left
 
+    def sweep_uploads(self) -> None:
+        """Delete uploads other sessions left in flight (`layout.upload_key`): a session that died
+        or was fenced between its upload and its move leaves one behind, as big as a checkpoint.
+        Called once the lease is held and before the timer starts, so every one found belongs to
+        another session, which can no longer move it (its lease check fails first)."""
+        self.lease.check()
+        for folder in layout.UPLOAD_FOLDERS:
+            for name in self.store.list(folder):
+                if layout.is_upload_name(name):
+                    log.info("deleting %s/%s, an upload its session never finished", folder, name)
+                    self.store.delete(f"{folder}/{name}")
+
     def _prune_remote(self) -> None:
         best_steps = [b.step for b in self.state.best.values()]
         self.lease.check()  # deleting is writing: never the new holder's checkpoints

@@ -323,3 +323,27 @@ def test_attach_detach_runs_the_supervisor_in_the_background(data_root: Path, tm
     log = tmp_path / "w2" / "supervisor.log"
     wait_until(lambda: log.exists() and "job detached: done" in log.read_text(), what="the detached supervisor")
     assert len(state_of(store, "detached")["sessions"]) == 2
+
+
+def test_attach_keeps_an_unreadable_state_and_sweeps_dead_uploads(data_root: Path, tmp_path: Path) -> None:
+    """A session killed mid-job, then its state.json spoiled and uploads-in-flight left behind by
+    dead sessions: the next attach keeps the unreadable bytes as `state.unreadable.json` (history
+    is evidence, never silently replaced), deletes the dead uploads, and finishes the job."""
+    store = str(tmp_path / "store")
+    spec = write_spec(tmp_path / "job.yaml", "spoiled", store, data_root, train={"max_epochs": 2})
+    proc = start("submit", str(spec), "--workdir", str(tmp_path / "w1"), cwd=tmp_path)
+    wait_until(lambda: len(remote_steps(store, "spoiled")) >= 1, what="a first checkpoint")
+    kill_group(proc)
+    js = Store(store).job("spoiled")
+    garbage = b"\x00 not a status \xff"
+    js.put_bytes("state.json", garbage)
+    dead = ["checkpoints/.upload-dead-1-step-000000099.pt", "weights/.upload-dead-2-best-val-loss.pt"]
+    for key in dead:
+        js.put_bytes(key, b"half of a checkpoint")
+    result = runner("attach", "spoiled", "--store", store, "--workdir", str(tmp_path / "w2"), "--take-over",
+                    cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert js.get_bytes("state.unreadable.json") == garbage
+    assert "state.unreadable.json" in result.stderr
+    assert not [key for key in dead if js.exists(key)]
+    assert state_of(store, "spoiled")["phase"] == "done"
