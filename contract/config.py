@@ -17,6 +17,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from contract.files import atomic_write
 
 MIN_SIDE = 64
+# Upper bounds: every number a spec gives is finite and within a range a real run could use, so a
+# typo (an extra zero, a pasted timestamp) is refused by `validate`, not found hours later.
+MAX_SIDE = 8192
+MAX_BATCH = 4096
+MAX_COUNT = 1_000_000  # epochs, patience, checkpoint spacing
+MAX_SEED = 2**32 - 1  # numpy's seed range
+MAX_FRAMES = 1_000_000
 Arch = Literal["hrnet_w48", "hrnet_w32", "hrnet_w18", "hrnet_w18_small"]
 
 
@@ -27,7 +34,7 @@ def _two_sides(value: Any) -> Any:
     return value
 
 
-Side = Annotated[int, Field(ge=MIN_SIDE)]
+Side = Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE)]
 InputSize = Annotated[tuple[Side, Side], BeforeValidator(_two_sides)]
 
 
@@ -54,27 +61,27 @@ class ModelConfig(Section):
 
 class TrainConfig(Section):
     stride: Literal[2] = 2  # the head's output stride; the heatmap size follows the input size
-    sigma: float = Field(3.0, gt=0)
-    lr: float = Field(1e-4, gt=0)
-    max_epochs: int = Field(200, ge=1)
-    early_stopping_epochs: int = Field(32, ge=1)
+    sigma: float = Field(3.0, gt=0, le=100)
+    lr: float = Field(1e-4, gt=0, le=10)
+    max_epochs: int = Field(200, ge=1, le=MAX_COUNT)
+    early_stopping_epochs: int = Field(32, ge=1, le=MAX_COUNT)
     reduce_lr_factor: float = Field(0.5, gt=0, lt=1)
-    reduce_lr_patience: int = Field(8, ge=0)
+    reduce_lr_patience: int = Field(8, ge=0, le=MAX_COUNT)
     amp: bool = True
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=MAX_SEED)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     deterministic: bool = Field(False, description="bit-exact resume on CPU; slower on CUDA")
     compile: bool = Field(False, description="torch.compile the model (CUDA; slow first steps)")
 
 
 class LoaderConfig(Section):
-    num_workers: int = Field(2, ge=0)
+    num_workers: int = Field(2, ge=0, le=64)
 
 
 class CheckpointConfig(Section):
     every_minutes: float = Field(10.0, gt=0, le=1440)
-    every_epochs: int = Field(1, ge=1)
-    keep_last: int = Field(3, ge=1)
+    every_epochs: int = Field(1, ge=1, le=MAX_COUNT)
+    keep_last: int = Field(3, ge=1, le=1000)
 
 
 class Rung(Section):
@@ -82,9 +89,9 @@ class Rung(Section):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    batch_size: int = Field(ge=1)
+    batch_size: int = Field(ge=1, le=MAX_BATCH)
     input_size: InputSize
-    accumulation: int = Field(1, ge=1)
+    accumulation: int = Field(1, ge=1, le=MAX_BATCH)
     activation_checkpointing: bool = False
 
     def heatmap_size(self, stride: int) -> tuple[int, int]:
@@ -111,7 +118,7 @@ class DataConfig(LoaderConfig):
 
 
 class LoggingConfig(Section):
-    progress_every_seconds: float = Field(10.0, ge=0)
+    progress_every_seconds: float = Field(10.0, ge=0, le=3600)
 
 
 class AttemptConfig(Section):

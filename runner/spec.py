@@ -19,7 +19,8 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
-from contract.config import CheckpointConfig, InputSize, LoaderConfig, ModelConfig, Rung, Section, TrainConfig
+from contract.config import (MAX_BATCH, MAX_FRAMES, MAX_SEED, CheckpointConfig, InputSize, LoaderConfig, ModelConfig, Rung,
+                             Section, TrainConfig)
 from runner.ladder import build_ladder
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
@@ -112,21 +113,21 @@ class DataSpec(LoaderConfig):
     source: Literal["soccernet", "synthetic", "path"] = "soccernet"
     root: str = "./data"
     splits: SplitsSpec = SplitsSpec()
-    frames: int = Field(256, ge=1, description="synthetic: frames rendered for the train split")
-    valid_frames: int = Field(64, ge=1, description="synthetic: frames rendered for the valid split")
-    seed: int = 0
+    frames: int = Field(256, ge=1, le=MAX_FRAMES, description="synthetic: frames rendered for the train split")
+    valid_frames: int = Field(64, ge=1, le=MAX_FRAMES, description="synthetic: frames rendered for the valid split")
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
 class TrainSpec(TrainConfig):
     """The trainer's own section plus the rung to start on; the ladder steps down from there."""
 
-    batch_size: int | None = Field(None, ge=1, description="default: oom.batch_sizes[0]")
+    batch_size: int | None = Field(None, ge=1, le=MAX_BATCH, description="default: oom.batch_sizes[0]")
     input_size: InputSize | None = Field(None, description="[W, H]; default: oom.input_sizes[0]")
 
 
 class OomSpec(Section):
-    batch_sizes: list[Annotated[int, Field(ge=1)]] = Field([8, 4, 2], min_length=1)
-    input_sizes: list[InputSize] = Field([(960, 540), (720, 405), (640, 360)], min_length=1)
+    batch_sizes: list[Annotated[int, Field(ge=1, le=MAX_BATCH)]] = Field([8, 4, 2], min_length=1, max_length=16)
+    input_sizes: list[InputSize] = Field([(960, 540), (720, 405), (640, 360)], min_length=1, max_length=16)
     keep_effective_batch: bool = True
     activation_checkpointing: bool = True
 
@@ -171,8 +172,8 @@ class SessionSpec(Section):
 
 
 class ResourcesSpec(Section):
-    gpus: int = Field(1, ge=1)
-    max_restarts: int = Field(3, ge=0)
+    gpus: int = Field(1, ge=1, le=64)
+    max_restarts: int = Field(3, ge=0, le=100)
 
     @field_validator("gpus")
     @classmethod

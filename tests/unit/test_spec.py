@@ -301,5 +301,16 @@ def test_messages_repeat_only_an_excerpt_of_the_input() -> None:
 
 
 def test_many_problems_are_counted_not_all_listed() -> None:
-    problems = problems_for({"name": "j", "oom": {"batch_sizes": [-1] * 5000}})
+    problems = problems_for({"name": "j", "train": {f"typo{i}": 1 for i in range(5000)}})
     assert len(problems) == 21 and problems[-1] == "... and more: 5000 problems in all; fix these first"
+
+
+@pytest.mark.parametrize("section, field, value", [
+    ("train", "seed", 2**64), ("train", "seed", -1), ("train", "max_epochs", 10**9), ("data", "seed", 2**40),
+    ("data", "frames", 10**12), ("data", "num_workers", 1000), ("train", "lr", 1e6), ("checkpoint", "keep_last", 10**6),
+    ("oom", "batch_sizes", [10**6]), ("oom", "input_sizes", [[10**6, 540]]), ("resources", "max_restarts", 10**4),
+])
+def test_whole_numbers_have_an_upper_bound_named_in_the_message(section: str, field: str, value: object) -> None:
+    """A typo (an extra zero, a pasted timestamp) is refused at validate time, naming the field."""
+    problems = problems_for({"name": "j", section: {field: value}})
+    assert problems and problems[0].startswith(f"{section}.{field}"), problems
