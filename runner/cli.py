@@ -141,7 +141,7 @@ def _open_store(url: str) -> Store:
         err.print(f"store: {error}", highlight=False, markup=False)
         raise typer.Exit(EXIT_INVALID) from None
     _opened["url"] = url
-    return Store(url)
+    return Store.quick(url)
 
 
 def _load_or_exit(spec_path: Path) -> JobSpec:
@@ -152,10 +152,13 @@ def _load_or_exit(spec_path: Path) -> JobSpec:
         raise typer.Exit(EXIT_INVALID) from None
 
 
-def _supervise(spec: JobSpec, store: JobStore, workdir: Path | None, take_over: bool) -> None:
+def _supervise(spec: JobSpec, url: str, workdir: Path | None, take_over: bool) -> None:
+    """Run a session in this process. The CLI's own reads used a quick store; the session's
+    store is patient, since a supervisor outlasts outages rather than reporting them."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
     logging.getLogger("runner.store").setLevel(logging.NOTSET)
     logging.getLogger("apscheduler").setLevel(logging.ERROR)  # a skipped overlapping tick is expected
+    store = Store(url).job(spec.name)
     supervisor = Supervisor(spec, store, workdir or Path(".runner") / spec.name, take_over=take_over)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: supervisor.stop_requested.set())
@@ -208,7 +211,7 @@ def submit(
         _detach(spec.name, ["submit", str(spec_path)] + (["--force-spec"] if force_spec else []), url, workdir,
                 take_over)
         return
-    _supervise(spec, job, workdir, take_over)
+    _supervise(spec, url, workdir, take_over)
 
 
 def _detach(job_name: str, args: list[str], url: str, workdir: Path | None, take_over: bool) -> None:
@@ -261,7 +264,7 @@ def attach(
     if detach:
         _detach(job_name, ["attach", job_name], job.url, workdir, take_over)
         return
-    _supervise(spec, job, workdir, take_over)
+    _supervise(spec, job.url, workdir, take_over)
 
 
 def _open_job(store_url: str | None, job_name: str) -> JobStore:

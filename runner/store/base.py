@@ -6,6 +6,7 @@ nothing of jobs, keys or retries, which `jobs.JobStore` adds on top.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -13,6 +14,23 @@ from runner.store.retry import StoreError
 
 # Told the bytes sent so far while a file uploads (a 750 MiB checkpoint takes minutes).
 Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long one request to a networked store may wait: to connect, and for each read of its
+    answer. Without them a half-open connection or a store that drops packets stalls a call for
+    minutes (gcsfs sets none)."""
+
+    connect_s: float
+    read_s: float
+
+
+# A supervisor's uploads: a slow link's long chunk must not be cut off.
+PATIENT = Timeouts(connect_s=30, read_s=120)
+# A person waiting at a prompt (status, logs, the first read of submit and attach): an unreachable
+# store is reported within 30 s (two attempts of at most 10 s each, and the pause between).
+QUICK = Timeouts(connect_s=5, read_s=10)
 
 
 class Backend(ABC):
@@ -56,7 +74,7 @@ class Backend(ABC):
         False when `src` is not an object."""
 
 
-def open_backend(protocol: str, url: str) -> Backend:
+def open_backend(protocol: str, url: str, timeouts: Timeouts = PATIENT) -> Backend:
     """The backend for a checked store URL. Each backend module is imported only when its kind of
     store is opened, so a local store never loads gcsfs (nor a `gs://` store s3fs)."""
     if protocol == "file":
@@ -74,10 +92,13 @@ def open_backend(protocol: str, url: str) -> Backend:
     if protocol == "gs":
         from runner.store.gcs import GcsBackend
 
-        return GcsBackend(location)
+        return GcsBackend(location, timeouts)
     from runner.store.fsspec_backend import FsspecBackend, has_create_mode
 
     import fsspec
 
-    fs = fsspec.filesystem(protocol, skip_instance_cache=True, use_listings_cache=False)
+    options: dict = {"skip_instance_cache": True, "use_listings_cache": False}
+    if protocol == "s3":  # botocore's own timeouts, passed through s3fs
+        options["config_kwargs"] = {"connect_timeout": timeouts.connect_s, "read_timeout": timeouts.read_s}
+    fs = fsspec.filesystem(protocol, **options)
     return FsspecBackend(fs, location, exclusive=has_create_mode(fs))

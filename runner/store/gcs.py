@@ -14,6 +14,7 @@ import functools
 import os
 from typing import Any
 
+from runner.store.base import Timeouts
 from runner.store.fsspec_backend import FsspecBackend, has_create_mode
 
 # gcsfs methods wrapped in its `retry_request` decorator (as of gcsfs 2026.10).
@@ -30,25 +31,26 @@ class GcsBackend(FsspecBackend):
 
     put_options = {"chunksize": UPLOAD_CHUNK}
 
-    def __init__(self, location: str) -> None:
-        fs = gcs_filesystem()
+    def __init__(self, location: str, timeouts: Timeouts) -> None:
+        fs = gcs_filesystem(timeouts)
         super().__init__(fs, location, exclusive=has_create_mode(fs))
 
 
-def gcs_filesystem() -> Any:
+def gcs_filesystem(timeouts: Timeouts) -> Any:
     """A gcsfs file system of our own, not fsspec's shared cached one.
 
     Credentials: the emulator (STORAGE_EMULATOR_HOST) takes none; otherwise gcsfs's default chain
     (Colab auth, ADC, GOOGLE_APPLICATION_CREDENTIALS). Listings are never cached, since another
-    session writes the same prefix. Each request has connect and read timeouts: gcsfs sets none,
-    and a half-open connection would otherwise stall the supervisor's sync forever.
+    session writes the same prefix. Each request has connect and read timeouts (`timeouts`): gcsfs
+    sets none, and a half-open connection would otherwise stall the supervisor's sync forever.
     """
     import aiohttp
 
     options: dict[str, Any] = {
         "use_listings_cache": False,
         "skip_instance_cache": True,
-        "requests_timeout": aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120),
+        "requests_timeout": aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_s,
+                                                 sock_read=timeouts.read_s),
     }
     emulator = os.environ.get("STORAGE_EMULATOR_HOST", "")
     if emulator not in ("", "default"):

@@ -12,7 +12,7 @@ from typing import Callable, TypeVar
 
 from runner import layout
 from runner.spec import check_store_url, store_protocol
-from runner.store.base import Backend, Progress, open_backend
+from runner.store.base import PATIENT, QUICK, Backend, Progress, Timeouts, open_backend
 from runner.store.retry import RetryPolicy, StoreError
 
 T = TypeVar("T")
@@ -21,7 +21,8 @@ T = TypeVar("T")
 class Store:
     """A store root: `gs://bucket/prefix`, `s3://bucket/prefix`, a local path or `memory://`."""
 
-    def __init__(self, url: str, *, retries: int = 4, backoff_s: float = 0.5, max_backoff_s: float = 8.0) -> None:
+    def __init__(self, url: str, *, retries: int = 4, backoff_s: float = 0.5, max_backoff_s: float = 8.0,
+                 timeouts: Timeouts = PATIENT) -> None:
         try:
             check_store_url(url)
         except ValueError as error:
@@ -30,8 +31,14 @@ class Store:
         protocol = store_protocol(url)
         self.protocol = "gs" if protocol == "gcs" else protocol
         self._policy = RetryPolicy(retries, backoff_s, max_backoff_s)
-        self._backend: Backend = open_backend(self.protocol, url)
+        self._backend: Backend = open_backend(self.protocol, url, timeouts)
         self.supports_exclusive_create = self._backend.exclusive
+
+    @classmethod
+    def quick(cls, url: str) -> Store:
+        """For a person waiting at a prompt: an unreachable store is one `StoreUnavailable` within
+        30 s (two attempts under `QUICK` timeouts), not minutes of a supervisor's patience."""
+        return cls(url, retries=2, backoff_s=0.5, max_backoff_s=1.0, timeouts=QUICK)
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"

@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -159,4 +162,43 @@ def test_an_unreachable_store_is_one_line_and_rc_2(tmp_path: Path, args: tuple[s
     line = one_line(result.stderr)
     assert "gs://bucket/runs" in line and "unavailable" in line and "check" in line
     assert len(line) < 800
+    assert not (tmp_path / "work").exists()
+
+
+@pytest.fixture(params=["silent", "dropping"])
+def unanswering_store(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A store host that never answers, on 127.0.0.1: `silent` completes the TCP connection (the
+    kernel's backlog does) and never replies, like a half-open link; `dropping` has its backlog
+    already full, so new connections get no SYN-ACK, like a firewall dropping packets."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    if request.param == "dropping":
+        for _ in range(4):  # Linux admits backlog + 1 connections; the rest wait for a SYN-ACK
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}"
+    for sock in (*fillers, server):
+        sock.close()
+
+
+@pytest.mark.parametrize("args", [("status",), ("attach", "job")], ids=" ".join)
+def test_a_store_that_never_answers_is_one_line_within_30_s(
+        tmp_path: Path, unanswering_store: str, args: tuple[str, ...]) -> None:
+    """Issue 10: "an unreachable store (one line within 30 s: which store, what failed, what to
+    check)": the prompt's commands use the quick store (`Store.quick`), whose request timeouts
+    and two attempts bound the wait whatever the network does."""
+    extra = ("--workdir", str(tmp_path / "work")) if args[0] == "attach" else ()
+    began = time.monotonic()
+    result = runner("gs://bucket/runs", *args, *extra, env={"STORAGE_EMULATOR_HOST": unanswering_store})
+    took = time.monotonic() - began
+    assert result.returncode == 2, result.stderr
+    line = one_line(result.stderr)
+    assert "gs://bucket/runs" in line and "unavailable" in line and "check" in line
+    assert took < 30, f"{took:.0f} s to report an unreachable store"
     assert not (tmp_path / "work").exists()
