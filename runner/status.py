@@ -61,6 +61,7 @@ class SessionRecord(Record):
     started_at: str
     ended_at: str | None = None
     end_reason: str | None = None
+    workdir: str | None = None  # where its files live until uploaded: what an interrupted job points to
 
 
 class OomRecord(Record):
@@ -200,10 +201,23 @@ def effective_phase(state: JobState, now: datetime) -> str:
     return state.phase
 
 
+def unsaved(state: JobState, now: datetime) -> dict[str, Any] | None:
+    """For an interrupted job, where work the store may not have lives: whatever the session
+    trained after its last uploaded checkpoint is only in its work dir (a final flush that failed,
+    a machine cut off between checkpoint and upload). Pure; None for any other phase."""
+    if effective_phase(state, now) != "interrupted" or not state.sessions:
+        return None
+    session = state.sessions[-1]
+    return {"after_step": state.last_checkpoint.step if state.last_checkpoint else 0,
+            "session": session.id, "host": session.host, "workdir": session.workdir}
+
+
 def status_document(state: JobState, now: datetime) -> dict[str, Any]:
-    """The stable `runner status --json` object: state.json with the derived phase."""
+    """The stable `runner status --json` object: state.json with the derived phase and, for an
+    interrupted job, what may be only on its last machine (`unsaved`)."""
     document = state.model_dump(mode="json")
     document["phase"] = effective_phase(state, now)
+    document["unsaved"] = unsaved(state, now)
     return document
 
 
@@ -242,6 +256,12 @@ def describe(state: JobState, now: datetime) -> list[tuple[str, str]]:
     for session in state.sessions:
         end = f" → {session.ended_at} ({session.end_reason})" if session.ended_at else ""
         rows.append(("session", f"{session.id} on {session.host} ({session.gpu}) {session.started_at}{end}"))
+    left = unsaved(state, now)
+    if left:
+        where = f" in {left['workdir']}" if left["workdir"] else ""
+        rows.append(("not in the store", f"anything after step {left['after_step']} is only on {left['host']}{where} "
+                                         f"(session {left['session']}); `runner attach {state.job} --workdir "
+                                         f"{left['workdir'] or 'W'}` there uploads it, else it is trained again"))
     if state.uploading:
         up = state.uploading
         share = f" ({up.sent / up.bytes:.0%})" if up.bytes else ""

@@ -113,7 +113,7 @@ class Supervisor:
             log.warning("session %s on %s ended without a word (last heartbeat %s): recorded as lost",
                         lost.id, lost.host, lost.ended_at)
         self.state.sessions.append(SessionRecord(id=self.session, host=socket.gethostname(), gpu=self.gpu,
-                                                 started_at=now_iso()))
+                                                 started_at=now_iso(), workdir=str(self.workdir.absolute())))
 
     def _set_phase(self, phase: str, reason: str | None = None) -> None:
         self.state.phase = phase  # type: ignore[assignment]

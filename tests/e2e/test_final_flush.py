@@ -32,6 +32,14 @@ def test_an_outage_through_the_final_flush_exits_4_then_attach_uploads_and_finis
 
     emulator.start()
     assert max(remote_steps(store, "flush")) < local_newest  # the store never got the end
+    shown = runner("status", "flush", "--store", store, "--json", cwd=tmp_path)
+    document = json.loads(shown.stdout)
+    assert document["phase"] == "interrupted", document
+    assert document["unsaved"]["workdir"] == str(work.absolute()), document["unsaved"]
+    # the status may lag the manifests (the store went down right after one): never ahead of them
+    assert document["unsaved"]["after_step"] <= max(remote_steps(store, "flush"))
+    human = runner("status", "flush", "--store", store, cwd=tmp_path, env={"COLUMNS": "400"}).stdout
+    assert "not in the store" in human and f"--workdir {work.absolute()}" in human, human
     resumed = runner("attach", "flush", "--store", store, "--workdir", str(work), "--take-over", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming from step-" in resumed.stderr and "in the work dir" in resumed.stderr

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from runner.status import (UNREADABLE, JobState, UnreadableState, apply_events, close_lost_sessions, describe,
+from runner.status import (UNREADABLE, JobState, UnreadableState, apply_events, close_lost_sessions, describe, unsaved,
                            effective_phase, parse_iso, read_state, status_document, unreadable_document)
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
@@ -52,11 +52,11 @@ def test_status_json_keys_are_the_documented_ones() -> None:
     assert set(document) == {
         "job", "phase", "reason", "epoch", "max_epochs", "step", "samples_per_s", "eta_s", "rung", "rungs_by_gpu",
         "ooms", "sessions", "session", "attempt", "restarts", "last_checkpoint", "heartbeat_at", "sync_every_s",
-        "exclusive_lease", "best", "goodput", "error", "uploading"}
+        "exclusive_lease", "best", "goodput", "error", "uploading", "unsaved"}
     rung_keys = {"index", "batch_size", "input_size", "accumulation", "activation_checkpointing"}
     assert set(document["rung"]) == rung_keys and set(document["ooms"][0]["rung"]) == rung_keys
     assert set(document["ooms"][0]) == {"time", "gpu", "rung"}
-    assert set(document["sessions"][0]) == {"id", "host", "gpu", "started_at", "ended_at", "end_reason"}
+    assert set(document["sessions"][0]) == {"id", "host", "gpu", "started_at", "ended_at", "end_reason", "workdir"}
     assert set(document["last_checkpoint"]) == {"step", "token", "written_at"}
     assert set(document["best"]["val_loss"]) == {"value", "step"}
     assert set(document["goodput"]) == {"training_s", "restoring_s", "preparing_s", "lost_s"}
@@ -118,3 +118,19 @@ def test_a_session_that_never_ended_is_closed_as_lost_at_the_last_heartbeat() ->
     assert (state.sessions[1].ended_at, state.sessions[1].end_reason) == ("2026-11-25T11:58:00+00:00", "lost")
     assert state.sessions[0].end_reason == "paused"
     assert close_lost_sessions(state) == []
+
+
+def test_an_interrupted_job_says_what_is_only_on_its_last_machine() -> None:
+    """After a failed final flush (or a cut-off between checkpoint and upload) the store cannot know
+    how far the session got: status points at the session's machine and work dir instead."""
+    beat = (NOW - timedelta(minutes=10)).isoformat()
+    state = JobState(job="j", phase="running", step=30, heartbeat_at=beat, sync_every_s=60,
+                     last_checkpoint={"step": 6, "token": 2},
+                     sessions=[{"id": "s1", "host": "colab-1", "gpu": "T4", "started_at": beat,
+                                "workdir": "/content/.runner/j"}])
+    assert unsaved(state, NOW) == {"after_step": 6, "session": "s1", "host": "colab-1",
+                                   "workdir": "/content/.runner/j"}
+    row = dict(describe(state, NOW))["not in the store"]
+    assert "after step 6" in row and "colab-1" in row and "runner attach j --workdir /content/.runner/j" in row
+    assert unsaved(state.model_copy(update={"heartbeat_at": NOW.isoformat()}), NOW) is None  # running: none
+    assert unsaved(state.model_copy(update={"phase": "done"}), NOW) is None
