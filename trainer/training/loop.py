@@ -252,6 +252,20 @@ class Trainer:
         self.tensorboard.close()
 
 
+def finish_writes(writer: BackgroundWriter, error: BaseException) -> BaseException:
+    """Let the checkpoint write in flight end, since snapshots taken before the failure are still
+    good; the error to report. On a full disk the write in flight fails too (torch's serializer
+    says `unexpected pos`), often while the training thread's own write (a log line, an event)
+    fails with ENOSPC: either one makes it a full disk, and no traceback escapes from here."""
+    try:
+        writer.wait()
+    except CheckpointError as failed:
+        if is_disk_full(failed) and not is_disk_full(error):
+            return failed
+        log.error("%s", failed)
+    return error
+
+
 def run_training(config_path: Path, workdir: Path, resume: Path | None) -> int:
     """The whole attempt, mapped onto the contract's exit codes.
 
@@ -283,7 +297,7 @@ def run_training(config_path: Path, workdir: Path, resume: Path | None) -> int:
         return TrainerExit.STOPPED
     except BaseException as error:
         if trainer is not None:
-            trainer.writer.wait()  # snapshots taken before the failure are still good
+            error = finish_writes(trainer.writer, error)
         if is_out_of_memory(error):
             rung = trainer.config.rung.model_dump(mode="json") if trainer else None
             log.error("CUDA out of memory on rung %s: %s", rung, error)
