@@ -20,6 +20,7 @@ WEIGHTS_DIR = "weights"
 TENSORBOARD_DIR = "tensorboard"
 EVENTS_FILE = "events.jsonl"
 TRAINER_LOG = "trainer.log"
+SUPERVISOR_LOG = "supervisor.log"  # the runner's own log of the session, uploaded like the trainer's
 ATTEMPT_CONFIG = "config.yaml"
 ATTEMPT_STDERR = "stderr.log"
 

@@ -13,6 +13,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from importlib.metadata import version as package_version
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -20,14 +22,14 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from contract.codes import RunnerExit
-from contract.files import EVENTS_FILE, TRAINER_LOG
+from contract.files import EVENTS_FILE, SUPERVISOR_LOG, TRAINER_LOG
 from runner import layout
 from runner.deadline import deadline, session_start
 from runner.spec import JobSpec, SpecError, check_store_url, dump_spec, load_spec, parse_spec_bytes, same_spec
 from runner.status import (UNREADABLE, JobState, UnreadableState, describe, effective_phase, read_state,
-                           status_document, unreadable_document)
+                           shown_epoch, status_document, unreadable_document)
 from runner.store import JobStore, Store, StoreError, StoreUnavailable, redact
-from runner.supervisor import Supervisor
+from runner.supervisor import DETACHED_OUTPUT, STARTED, Supervisor
 from runner.lease import LeaseRefused
 
 out = Console(soft_wrap=True)
@@ -62,16 +64,37 @@ def _store_failure(error: StoreError) -> str:
     return f"store {where} failed: {text}; {check}"
 
 
+EXIT_CODES = ("Exit codes: 0 done or paused (or nothing to do); 1 the job failed; 2 invalid input, no such "
+              "job, the job is held by another session, or the store failed; 3 taken over by another "
+              "session; 4 stopped with files only in the work dir (the store stayed unreachable).")
+
+SESSION_CODES = ("Exit codes: 0 done, paused or nothing to do; 1 the job failed; 2 invalid input, no such job, "
+                 "held by another session, or the store failed; 3 taken over; 4 files left only in the work dir.")
+READ_CODES = "Exit codes: 0 ok; 2 no such job, unreadable status, or the store failed."
+
+
+def _epilog(example: str, codes: str) -> str:
+    return f"Example: {example}\n\n{codes}"
+
+
 app = typer.Typer(
     cls=_Commands,
     help="A resumable job runner for preemptible GPUs.",
+    epilog=EXIT_CODES,
     no_args_is_help=True,
     add_completion=False,
 )
 
 
+def _version(asked: bool) -> None:
+    if asked:
+        out.print(f"runner {package_version('resumable-runner')}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="print the runner's version and exit")) -> None:
     """A resumable job runner for preemptible GPUs: validate, run and resume training jobs."""
     # Retry warnings would go to stderr through logging's last resort; a command reports the
     # store's failure in one line instead. `_supervise` turns them on for the supervisor's log.
@@ -95,7 +118,7 @@ def _ladder_table(spec: JobSpec) -> Table:
     return table
 
 
-@app.command()
+@app.command(epilog=_epilog("runner validate jobs/t4.yaml", "Exit codes: 0 valid, 2 invalid."))
 def validate(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="job spec YAML, e.g. jobs/t4.yaml"),
     as_json: bool = typer.Option(False, "--json", help="print the resolved spec and ladder as JSON"),
@@ -122,12 +145,21 @@ def validate(
 
 # -- running jobs ------------------------------------------------------------------------------
 
-STORE_OPTION = typer.Option(None, "--store", help="store URL; default: $RUNNER_STORE, then the spec's store")
+STORE_HELP = "store URL: gs://BUCKET/PREFIX, a local path or a Drive folder"
+STORE_OPTION = typer.Option(None, "--store", envvar="RUNNER_STORE", help=STORE_HELP)
+SUBMIT_STORE_OPTION = typer.Option(None, "--store", envvar="RUNNER_STORE",
+                                   help=f"{STORE_HELP}; default: the spec's `store`")
 WORKDIR_OPTION = typer.Option(None, "--workdir", help="local work dir; default: ./.runner/JOB")
+JOB_ARGUMENT = typer.Argument(..., metavar="JOB", help="the job's name (the spec's `name`)", show_default=False)
+TAKE_OVER_OPTION = typer.Option(False, "--take-over", help="take the job from a session that still holds it "
+                                                           "(that session stops and writes nothing more)")
+DETACH_OPTION = typer.Option(False, "--detach", help="run the session in the background; returns once it holds "
+                                                     "the job and its phase is in the store, or says why not")
+FINISHED = ("done", "cancelled")  # a session started on such a job would have nothing to do
 
 
 def _store_url(option: str | None, spec: JobSpec | None = None) -> str:
-    url = option or os.environ.get("RUNNER_STORE") or (spec.store if spec else None)
+    url = option or (spec.store if spec else None)
     if not url:
         err.print("no store given: pass --store URL or set RUNNER_STORE", highlight=False)
         raise typer.Exit(EXIT_INVALID)
@@ -155,11 +187,18 @@ def _load_or_exit(spec_path: Path) -> JobSpec:
 def _supervise(spec: JobSpec, url: str, workdir: Path | None, take_over: bool) -> None:
     """Run a session in this process. The CLI's own reads used a quick store; the session's
     store is patient, since a supervisor outlasts outages rather than reporting them."""
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
+    log_format = "%(asctime)s %(levelname)s %(message)s"
+    logging.basicConfig(format=log_format, level=logging.INFO)
     logging.getLogger("runner.store").setLevel(logging.NOTSET)
     logging.getLogger("apscheduler").setLevel(logging.ERROR)  # a skipped overlapping tick is expected
     store = Store(url).job(spec.name)
-    supervisor = Supervisor(spec, store, workdir or Path(".runner") / spec.name, take_over=take_over)
+    workdir = workdir or Path(".runner") / spec.name
+    workdir.mkdir(parents=True, exist_ok=True)
+    # The session's own log, uploaded with the trainer's (`runner logs JOB --supervisor`).
+    handler = logging.FileHandler(workdir / SUPERVISOR_LOG, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter(log_format))
+    logging.getLogger().addHandler(handler)
+    supervisor = Supervisor(spec, store, workdir, take_over=take_over)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: supervisor.stop_requested.set())
     try:
@@ -184,14 +223,14 @@ def _supervise(spec: JobSpec, url: str, workdir: Path | None, take_over: bool) -
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(epilog=_epilog("runner submit jobs/t4.yaml --detach", SESSION_CODES))
 def submit(
-    spec_path: Path = typer.Argument(..., metavar="SPEC", help="job spec YAML"),
-    store_url: str | None = STORE_OPTION,
+    spec_path: Path = typer.Argument(..., metavar="SPEC", help="job spec YAML, e.g. jobs/t4.yaml", show_default=False),
+    store_url: str | None = SUBMIT_STORE_OPTION,
     workdir: Path | None = WORKDIR_OPTION,
-    detach: bool = typer.Option(False, "--detach", help="run the supervisor in the background"),
+    detach: bool = DETACH_OPTION,
     force_spec: bool = typer.Option(False, "--force-spec", help="replace the stored spec of an existing job"),
-    take_over: bool = typer.Option(False, "--take-over", help="take the job from a session that still holds it"),
+    take_over: bool = TAKE_OVER_OPTION,
 ) -> None:
     """Run a job: validate, lease, restore, prepare data, train, sync. Resubmitting resumes it."""
     spec = _load_or_exit(spec_path)
@@ -202,6 +241,8 @@ def submit(
         err.print(f"job {spec.name} already exists in {url} with a different spec; resubmit the same spec to "
                   "resume it, `runner attach` it, or pass --force-spec to replace the spec", highlight=False)
         raise typer.Exit(EXIT_INVALID)
+    if stored is not None:
+        _exit_if_finished(job)
     if spec.session.max_hours is not None:
         left = _session_left_minutes(spec)
         if left < spec.checkpoint.every_minutes:
@@ -214,19 +255,71 @@ def submit(
     _supervise(spec, url, workdir, take_over)
 
 
+def _exit_if_finished(job: JobStore) -> None:
+    """A done or cancelled job: say so and exit 0, before any lease or data preparation."""
+    try:
+        state = _read_state(job)
+    except UnreadableState:
+        return  # the session keeps the unreadable bytes and starts a fresh status
+    if state is not None and state.phase in FINISHED:
+        reason = f" ({state.reason})" if state.reason else ""
+        out.print(f"job {job.name} is already {state.phase}{reason}; nothing to run. Its weights: "
+                  f"`runner status {job.name}`; to train again, submit it under a new name", highlight=False)
+        raise typer.Exit(RunnerExit.OK)
+
+
 def _detach(job_name: str, args: list[str], url: str, workdir: Path | None, take_over: bool) -> None:
     """Run `runner ARGS` as a supervisor in the background, in a session of its own, so closing
-    the notebook cell or the terminal does not stop it; its output goes to WORK/supervisor.log."""
+    the notebook cell or the terminal does not stop it, and tell the truth about it: return once
+    the session holds the lease and its phase is in the store (the supervisor writes
+    `supervisor.STARTED` then), or print why it did not start and exit with its code.
+
+    Its console output goes to WORK/supervisor.out (what it printed before it had a log); its log
+    is WORK/supervisor.log, which the session uploads as `logs/SESSION/supervisor.log` parts.
+    """
     workdir = workdir or Path(".runner") / job_name
     workdir.mkdir(parents=True, exist_ok=True)
-    log_path = workdir / "supervisor.log"
+    console = workdir / DETACHED_OUTPUT
+    started = workdir / STARTED
+    started.unlink(missing_ok=True)
+    offset = console.stat().st_size if console.exists() else 0
     cmd = [sys.executable, "-m", "runner", *args, "--store", url, "--workdir", str(workdir)]
     if take_over:
         cmd.append("--take-over")
-    with log_path.open("a") as sink:
+    with console.open("a") as sink:
         proc = subprocess.Popen(cmd, stdout=sink, stderr=sink, stdin=subprocess.DEVNULL, start_new_session=True)
-    out.print(f"job {job_name} started in the background (supervisor pid {proc.pid}, log {log_path}); "
-              f"follow it with `runner status {job_name} --store {url}`", highlight=False)
+    while True:
+        info = _started(started, proc.pid)
+        if info is not None:
+            out.print(f"job {job_name}: session {info['session']} holds it, phase {info['phase']}; running in the "
+                      f"background (supervisor pid {proc.pid}, log {workdir / SUPERVISOR_LOG}); follow it with "
+                      f"`runner status {job_name} --store {redact(url)}`", highlight=False)
+            return
+        code = proc.poll()
+        if code is not None:
+            said = _new_lines(console, offset)
+            last = said[-1] if said else f"see {console}"
+            if code == 0:
+                out.print(last, highlight=False, markup=False)
+                return
+            err.print(f"job {job_name}: the session did not start (exit {code}): {last}", highlight=False, markup=False)
+            raise typer.Exit(code)
+        time.sleep(0.2)
+
+
+def _started(path: Path, pid: int) -> dict | None:
+    """The supervisor's `STARTED` note, if this process wrote it."""
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and info.get("pid") == pid else None
+
+
+def _new_lines(path: Path, offset: int) -> list[str]:
+    with path.open("rb") as f:
+        f.seek(offset)
+        return [line.strip() for line in f.read().decode(errors="replace").splitlines() if line.strip()]
 
 
 def _session_left_minutes(spec: JobSpec) -> float:
@@ -235,20 +328,17 @@ def _session_left_minutes(spec: JobSpec) -> float:
     return (end - now).total_seconds() / 60 if end else float("inf")
 
 
-@app.command()
+@app.command(epilog=_epilog("runner attach demo --store gs://my-bucket/runs --detach", SESSION_CODES))
 def attach(
-    job_name: str = typer.Argument(..., metavar="JOB"),
+    job_name: str = JOB_ARGUMENT,
     store_url: str | None = STORE_OPTION,
     workdir: Path | None = WORKDIR_OPTION,
-    take_over: bool = typer.Option(False, "--take-over", help="take the job from a session that still holds it"),
-    detach: bool = typer.Option(False, "--detach", help="run the supervisor in the background"),
+    take_over: bool = TAKE_OVER_OPTION,
+    detach: bool = DETACH_OPTION,
 ) -> None:
     """Resume a job from the store on this machine, with the store's spec: no local file needed."""
-    job = _open_job(store_url, job_name)
-    data = job.get_bytes(layout.SPEC)
-    if data is None:
-        err.print(f"no job {job_name!r} in {job.url}", highlight=False)
-        raise typer.Exit(EXIT_INVALID)
+    job = _existing_job(store_url, job_name)
+    data = job.get_bytes(layout.SPEC) or b""
     try:
         spec = parse_spec_bytes(data, f"{job_name}/spec.yaml")
     except SpecError as error:
@@ -261,6 +351,7 @@ def attach(
         err.print(f"{job_name}/spec.yaml in {redact(job.url)} names job {spec.name!r}, not {job_name!r}; "
                   "refusing to run it", highlight=False, markup=False)
         raise typer.Exit(EXIT_INVALID)
+    _exit_if_finished(job)
     if detach:
         _detach(job_name, ["attach", job_name], job.url, workdir, take_over)
         return
@@ -276,9 +367,19 @@ def _open_job(store_url: str | None, job_name: str) -> JobStore:
     return _open_store(_store_url(store_url)).job(job_name)
 
 
-@app.command()
+def _existing_job(store_url: str | None, job_name: str) -> JobStore:
+    """The job, or one line and exit 2 when the store has no such job (no spec.yaml)."""
+    job = _open_job(store_url, job_name)
+    if not job.exists(layout.SPEC):
+        err.print(f"no job {job_name!r} in {redact(job.url)} (`runner ls` lists the jobs there)",
+                  highlight=False, markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    return job
+
+
+@app.command(epilog=_epilog("runner status demo --store ./runs", READ_CODES))
 def status(
-    job_name: str | None = typer.Argument(None, metavar="[JOB]"),
+    job_name: str | None = typer.Argument(None, metavar="[JOB]", help="one job in detail; without it, a table of all"),
     store_url: str | None = STORE_OPTION,
     as_json: bool = typer.Option(False, "--json", help="print state.json (with the derived phase) as JSON"),
 ) -> None:
@@ -310,7 +411,7 @@ def status(
             table.add_column(column)
         for name, s in rows:
             if isinstance(s, JobState):
-                table.add_row(*map(Text, (name, effective_phase(s, now), f"{s.epoch}/{s.max_epochs}", str(s.step),
+                table.add_row(*map(Text, (name, effective_phase(s, now), f"{shown_epoch(s)}/{s.max_epochs}", str(s.step),
                               f"{s.samples_per_s:.1f}" if s.samples_per_s else "-", s.heartbeat_at or "never")))
             else:
                 table.add_row(*map(Text, (name, UNREADABLE, "-", "-", "-", "-")))
@@ -319,15 +420,14 @@ def status(
                 err.print(_unreadable_line(store.job(name), s), highlight=False, markup=False)
         out.print(table, markup=False, highlight=False)
         return
-    job = _open_job(store_url, job_name)
+    job = _existing_job(store_url, job_name)
     try:
         state = _shown_state(job, now)
     except UnreadableState as error:
         err.print(_unreadable_line(job, str(error)), highlight=False, markup=False)
         raise typer.Exit(EXIT_INVALID) from None
-    if state is None:
-        err.print(f"no status for job {job_name!r} in {redact(job.url)}", highlight=False, markup=False)
-        raise typer.Exit(EXIT_INVALID)
+    if state is None:  # submitted a moment ago: the session has not published its first phase yet
+        state = JobState(job=job_name)
     if as_json:
         out.print_json(json.dumps(status_document(state, now)))
         return
@@ -360,23 +460,27 @@ def _unreadable_line(job: JobStore, error: str) -> str:
     return f"{job.name}/{layout.STATE} in {redact(job.url)} is unreadable: {error}"
 
 
-@app.command("ls")
+@app.command("ls", epilog=_epilog("runner ls --store gs://my-bucket/runs", READ_CODES))
 def list_jobs(store_url: str | None = STORE_OPTION) -> None:
     """The jobs in a store, one per line."""
     for name in _open_store(_store_url(store_url)).list_jobs():
         out.print(name, highlight=False)
 
 
-@app.command()
+@app.command(epilog=_epilog("runner logs demo --store ./runs -f", READ_CODES))
 def logs(
-    job_name: str = typer.Argument(..., metavar="JOB"),
+    job_name: str = JOB_ARGUMENT,
     store_url: str | None = STORE_OPTION,
-    follow: bool = typer.Option(False, "-f", "--follow", help="keep printing new lines as they arrive"),
+    follow: bool = typer.Option(False, "-f", "--follow", help="keep printing new lines until the job stops"),
     events: bool = typer.Option(False, "--events", help="events.jsonl instead of trainer.log"),
+    supervisor: bool = typer.Option(False, "--supervisor", help="the supervisor's own log instead of trainer.log"),
 ) -> None:
-    """The trainer's log across all sessions, from the store."""
-    job = _open_job(store_url, job_name)
-    name = EVENTS_FILE if events else TRAINER_LOG
+    """The trainer's log across all sessions, from the store.
+
+    With -f it ends when the job is done, failed, cancelled, paused or interrupted, saying which.
+    """
+    job = _existing_job(store_url, job_name)
+    name = SUPERVISOR_LOG if supervisor else EVENTS_FILE if events else TRAINER_LOG
     printed: set[str] = set()
     warned: set[str] = set()
     while True:
@@ -392,9 +496,16 @@ def logs(
         except UnreadableState as error:
             _warn_once(warned, layout.STATE, _unreadable_line(job, str(error)) + "; following the logs anyway")
             state = None
-        if state is not None and state.phase in ("done", "failed", "cancelled", "paused"):
+        phase = effective_phase(state, datetime.now(timezone.utc)) if state is not None else None
+        if phase in STOPPED:
+            err.print(f"job {job_name} is {phase}" + (f" ({state.reason})" if state and state.reason else "")
+                      + "; the log ends here", highlight=False, markup=False)
             return
         time.sleep(_poll_seconds(state))
+
+
+# Phases in which no session writes to the log: `logs -f` ends on them.
+STOPPED = ("done", "failed", "cancelled", "paused", "interrupted")
 
 
 def _poll_seconds(state: JobState | None) -> float:
@@ -427,12 +538,21 @@ def _log_parts(job: JobStore, name: str, warned: set[str]) -> list[str]:
     return keys
 
 
-@app.command()
-def cancel(job_name: str = typer.Argument(..., metavar="JOB"), store_url: str | None = STORE_OPTION) -> None:
-    """Ask the job's supervisor to stop gracefully; it sees the request on its next tick."""
-    job = _open_job(store_url, job_name)
-    if job.get_bytes(layout.SPEC) is None:
-        err.print(f"no job {job_name!r} in {job.url}", highlight=False)
-        raise typer.Exit(EXIT_INVALID)
+@app.command(epilog=_epilog("runner cancel demo --store ./runs", READ_CODES))
+def cancel(job_name: str = JOB_ARGUMENT, store_url: str | None = STORE_OPTION) -> None:
+    """Stop a job for good.
+
+    A running session stops it gracefully at its next sync; a job no session runs now (paused,
+    interrupted) is cancelled by the next session that starts on it. A finished job is left as is.
+    """
+    job = _existing_job(store_url, job_name)
+    try:
+        state = _read_state(job)
+    except UnreadableState:
+        state = None
+    if state is not None and state.phase in (*FINISHED, "failed"):
+        out.print(f"job {job_name} is already {state.phase}; nothing to cancel", highlight=False)
+        return
     job.put_bytes(layout.CANCEL, json.dumps({"requested_at": datetime.now(timezone.utc).isoformat()}).encode())
-    out.print(f"cancel requested for {job_name}; the supervisor stops it at its next sync", highlight=False)
+    out.print(f"cancel requested for {job_name}; a running session stops it at its next sync, otherwise the next "
+              "session to start on it does", highlight=False)

@@ -62,6 +62,7 @@ class SessionRecord(Record):
     ended_at: str | None = None
     end_reason: str | None = None
     workdir: str | None = None  # where its files live until uploaded: what an interrupted job points to
+    deadline_at: str | None = None  # when it stops to save and upload (session.max_hours less the margin)
 
 
 class OomRecord(Record):
@@ -163,10 +164,15 @@ def unreadable_document(job: str, error: str) -> dict[str, Any]:
 def close_lost_sessions(state: JobState) -> list[SessionRecord]:
     """Sessions that never recorded their end were cut off (a kill, a Colab cutoff): they end at
     the job's last heartbeat, which is the last moment anyone saw them, with `end_reason: lost`.
-    Pure; the next session calls it on the state it loads."""
+    One cut off before its first tick has no heartbeat of its own (the job's is an earlier
+    session's): it ends where it started, never before. Pure; the next session calls it on the
+    state it loads."""
     lost = [s for s in state.sessions if s.ended_at is None]
+    beat = parse_iso(state.heartbeat_at)
     for session in lost:
-        session.ended_at = state.heartbeat_at or session.started_at
+        start = parse_iso(session.started_at)
+        ours = beat is not None and (start is None or beat >= start)
+        session.ended_at = state.heartbeat_at if ours else session.started_at
         session.end_reason = "lost"
     return lost
 
@@ -236,13 +242,37 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def shown_epoch(state: JobState) -> int:
+    """The epoch as the trainer's log counts it: the one in progress, from 1 (`state.epoch` counts
+    the epochs completed), and the last one once the job is done."""
+    if state.phase == "done":
+        return state.epoch
+    return min(state.epoch + 1, state.max_epochs) if state.max_epochs else state.epoch + 1
+
+
+def goodput_row(goodput: Goodput) -> str:
+    """Where the sessions' time went, in seconds and as shares of their sum."""
+    parts = {"training": goodput.training_s, "restoring": goodput.restoring_s, "preparing": goodput.preparing_s}
+    total = sum(parts.values())
+    shares = ", ".join(f"{name} {_duration(value)}" + (f" ({value / total:.0%})" if total > 0 else "")
+                       for name, value in parts.items())
+    lost = f"; lost {_duration(goodput.lost_s)}" + (
+        f" ({goodput.lost_s / goodput.training_s:.0%} of training)" if goodput.training_s > 0 else "")
+    return shares + lost
+
+
 def describe(state: JobState, now: datetime) -> list[tuple[str, str]]:
     """Rows for the human `runner status JOB` view."""
     phase = effective_phase(state, now)
     rows = [("phase", phase + (f" ({state.reason})" if state.reason else ""))]
-    rows.append(("progress", f"epoch {state.epoch}/{state.max_epochs}, step {state.step}"))
-    if state.samples_per_s:
+    rows.append(("progress", f"epoch {shown_epoch(state)}/{state.max_epochs}, step {state.step}"))
+    if phase == "running" and state.samples_per_s:
         rows.append(("speed", f"{state.samples_per_s:.1f} samples/s, ETA {_duration(state.eta_s)}"))
+    current = state.sessions[-1] if state.sessions and phase in ("preparing", "running") else None
+    if current and current.deadline_at:
+        end = parse_iso(current.deadline_at)
+        left = f" (in {_duration((end - now).total_seconds())})" if end else ""
+        rows.append(("session stops", f"{current.deadline_at}{left}, to save and upload before the limit"))
     if state.last_checkpoint:
         c = state.last_checkpoint
         rows.append(("last checkpoint", f"step {c.step} (token {c.token}), {_age(c.written_at, now)}"))
@@ -268,6 +298,7 @@ def describe(state: JobState, now: datetime) -> list[tuple[str, str]]:
         rows.append(("uploading", f"{up.key}: {up.sent / 2**20:.1f} of {up.bytes / 2**20:.1f} MiB{share}, "
                                   f"since {_age(up.since, now)}"))
     rows.append(("heartbeat", _age(state.heartbeat_at, now)))
+    rows.append(("goodput", goodput_row(state.goodput)))
     for metric, best in sorted(state.best.items()):
         rows.append((f"best {metric}", f"{best.value:.4g} at step {best.step}"))
     if not state.exclusive_lease:

@@ -46,6 +46,9 @@ POLL_S = 0.2
 # In the work dir: written when the final flush fails, so an attach from the same machine knows
 # its checkpoints are newer than the store's and its own (not a fenced session's).
 UNFLUSHED = "unflushed.json"
+# In the work dir: written once the session holds the lease and its first phase is in the store.
+STARTED = "started.json"
+DETACHED_OUTPUT = "supervisor.out"  # a `--detach`ed supervisor's console: what it printed before its log
 STDERR_TAIL_BYTES = 64 * 1024  # enough for the last traceback, which is where the OOM text appears
 
 
@@ -113,7 +116,15 @@ class Supervisor:
             log.warning("session %s on %s ended without a word (last heartbeat %s): recorded as lost",
                         lost.id, lost.host, lost.ended_at)
         self.state.sessions.append(SessionRecord(id=self.session, host=socket.gethostname(), gpu=self.gpu,
-                                                 started_at=now_iso(), workdir=str(self.workdir.absolute())))
+                                                 started_at=now_iso(), workdir=str(self.workdir.absolute()),
+                                                 deadline_at=self.deadline.isoformat(timespec="seconds")
+                                                 if self.deadline else None))
+
+    def _announce(self) -> None:
+        """Tell a `--detach` parent waiting on this work dir that the session holds the lease and
+        its phase is in the store (`STARTED`, naming this process, so a stale file never counts)."""
+        atomic_write(self.workdir / STARTED, json.dumps(
+            {"pid": os.getpid(), "session": self.session, "phase": self.state.phase}).encode())
 
     def _set_phase(self, phase: str, reason: str | None = None) -> None:
         self.state.phase = phase  # type: ignore[assignment]
@@ -302,15 +313,22 @@ class Supervisor:
         self.syncer = Syncer(self.store, self.workdir, self.session, self.lease, self.state,
                              self.spec.checkpoint.keep_last, self.spec.sync.every_seconds,
                              before_publish=self._account_training)
-        self.store.delete(layout.CANCEL)
+        if self.store.exists(layout.CANCEL):  # asked while no session ran: honoured now, nothing trained
+            self._end_session("cancelled")
+            self._set_phase("cancelled", "cancel requested")
+            self._announce()
+            self.syncer.stop(final_flush=False)
+            self.flushed = True
+            return int(RunnerExit.OK)
         self.syncer.sweep_uploads()
         self.syncer.fold_events()  # a work dir kept from an earlier session says how far it got
         goodput = self.state.goodput
         try:
+            self._set_phase("preparing")
+            self._announce()
             t = time.monotonic()
             resume = self._restore()
             goodput.restoring_s += time.monotonic() - t
-            self._set_phase("preparing")
             self.syncer.start()
             t = time.monotonic()
             dirs = self._prepare_data()

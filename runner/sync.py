@@ -21,7 +21,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from pydantic import ValidationError
 
 from contract.events import EventReader
-from contract.files import CHECKPOINTS_DIR, EVENTS_FILE, TENSORBOARD_DIR, TRAINER_LOG, WEIGHTS_DIR, list_checkpoints
+from contract.files import (CHECKPOINTS_DIR, EVENTS_FILE, SUPERVISOR_LOG, TENSORBOARD_DIR, TRAINER_LOG, WEIGHTS_DIR,
+                            list_checkpoints)
 from contract.manifest import Manifest
 from runner import layout
 from runner.checkpoints import to_delete
@@ -31,7 +32,7 @@ from runner.store import JobStore, StoreError
 
 log = logging.getLogger("runner")
 
-LOG_FILES = (TRAINER_LOG, EVENTS_FILE)
+LOG_FILES = (TRAINER_LOG, EVENTS_FILE, SUPERVISOR_LOG)
 TICK_JOB = "tick"
 
 

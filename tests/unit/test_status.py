@@ -56,7 +56,8 @@ def test_status_json_keys_are_the_documented_ones() -> None:
     rung_keys = {"index", "batch_size", "input_size", "accumulation", "activation_checkpointing"}
     assert set(document["rung"]) == rung_keys and set(document["ooms"][0]["rung"]) == rung_keys
     assert set(document["ooms"][0]) == {"time", "gpu", "rung"}
-    assert set(document["sessions"][0]) == {"id", "host", "gpu", "started_at", "ended_at", "end_reason", "workdir"}
+    assert set(document["sessions"][0]) == {"id", "host", "gpu", "started_at", "ended_at", "end_reason", "workdir",
+                                            "deadline_at"}
     assert set(document["last_checkpoint"]) == {"step", "token", "written_at"}
     assert set(document["best"]["val_loss"]) == {"value", "step"}
     assert set(document["goodput"]) == {"training_s", "restoring_s", "preparing_s", "lost_s"}
@@ -104,7 +105,9 @@ def test_times_that_do_not_parse_read_as_unknown() -> None:
                      last_checkpoint={"step": 1, "token": 1, "written_at": "soon"})
     assert effective_phase(state, NOW) == "interrupted"
     rows = dict(describe(state, NOW))
-    assert rows["heartbeat"] == "never" and rows["speed"].endswith("ETA ?")
+    assert rows["heartbeat"] == "never" and "speed" not in rows  # an interrupted job has no speed
+    running = state.model_copy(update={"heartbeat_at": NOW.isoformat()})
+    assert dict(describe(running, NOW))["speed"].endswith("ETA ?")
 
 
 def test_a_session_that_never_ended_is_closed_as_lost_at_the_last_heartbeat() -> None:
@@ -118,6 +121,21 @@ def test_a_session_that_never_ended_is_closed_as_lost_at_the_last_heartbeat() ->
     assert (state.sessions[1].ended_at, state.sessions[1].end_reason) == ("2026-11-25T11:58:00+00:00", "lost")
     assert state.sessions[0].end_reason == "paused"
     assert close_lost_sessions(state) == []
+
+
+def test_a_session_cut_off_before_its_first_heartbeat_ends_where_it_started() -> None:
+    """Its record reached the store (published with phase `preparing`) before any tick of its own:
+    the job's heartbeat is the previous session's, and ending there would make its wall time negative."""
+    state = JobState(job="j", heartbeat_at="2026-11-25T09:00:00+00:00", sessions=[
+        {"id": "a", "host": "h", "gpu": "T4", "started_at": "2026-11-25T08:00:00+00:00",
+         "ended_at": "2026-11-25T09:00:00+00:00", "end_reason": "lost"},
+        {"id": "b", "host": "h", "gpu": "T4", "started_at": "2026-11-25T09:05:00+00:00"},
+    ])
+    assert [s.id for s in close_lost_sessions(state)] == ["b"]
+    assert (state.sessions[1].ended_at, state.sessions[1].end_reason) == ("2026-11-25T09:05:00+00:00", "lost")
+    never = JobState(job="j", sessions=[{"id": "c", "host": "h", "gpu": "T4", "started_at": "2026-11-25T10:00:00Z"}])
+    close_lost_sessions(never)
+    assert never.sessions[0].ended_at == "2026-11-25T10:00:00Z"
 
 
 def test_an_interrupted_job_says_what_is_only_on_its_last_machine() -> None:
@@ -134,3 +152,24 @@ def test_an_interrupted_job_says_what_is_only_on_its_last_machine() -> None:
     assert "after step 6" in row and "colab-1" in row and "runner attach j --workdir /content/.runner/j" in row
     assert unsaved(state.model_copy(update={"heartbeat_at": NOW.isoformat()}), NOW) is None  # running: none
     assert unsaved(state.model_copy(update={"phase": "done"}), NOW) is None
+
+
+def test_human_status_counts_epochs_as_the_log_does_and_shows_deadline_and_goodput() -> None:
+    """Issue 11: the log says "epoch 1/3" while the first epoch runs; the session's stop time and
+    time left; goodput with shares; no speed or ETA unless running."""
+    state = JobState(job="j", phase="running", epoch=0, max_epochs=3, heartbeat_at=NOW.isoformat(),
+                     samples_per_s=4.0, eta_s=90,
+                     sessions=[{"id": "s", "host": "h", "gpu": "T4", "started_at": "t",
+                                "deadline_at": (NOW + timedelta(hours=2)).isoformat()}],
+                     goodput={"training_s": 300, "restoring_s": 60, "preparing_s": 240, "lost_s": 30})
+    rows = dict(describe(state, NOW))
+    assert rows["progress"].startswith("epoch 1/3")
+    assert "(in 2:00:00)" in rows["session stops"]
+    assert rows["goodput"] == ("training 0:05:00 (50%), restoring 0:01:00 (10%), preparing 0:04:00 (40%); "
+                               "lost 0:00:30 (10% of training)")
+    assert "speed" in rows
+    done = state.model_copy(update={"phase": "done", "epoch": 3})
+    rows = dict(describe(done, NOW))
+    assert rows["progress"].startswith("epoch 3/3") and "speed" not in rows and "session stops" not in rows
+    paused = state.model_copy(update={"phase": "paused", "epoch": 1})
+    assert dict(describe(paused, NOW))["progress"].startswith("epoch 2/3") and "speed" not in dict(describe(paused, NOW))
