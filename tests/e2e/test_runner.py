@@ -310,19 +310,67 @@ def test_sigterm_to_the_supervisor_pauses_after_a_checkpoint(data_root: Path, tm
     assert '"reason": "stopped"' in text, "the trainer saved and reported its stop, and the flush uploaded it"
 
 
-def test_attach_detach_runs_the_supervisor_in_the_background(data_root: Path, tmp_path: Path) -> None:
-    """The README's Colab line `runner attach JOB --store … --detach` runs as written."""
+def test_detach_tells_the_truth_and_the_session_log_reaches_the_store(data_root: Path, tmp_path: Path) -> None:
+    """The README's Colab line `runner attach JOB --store … --detach` runs as written: it returns
+    once the session holds the job with its phase in the store; a second one while that session
+    runs says why it did not start and exits 2; the supervisor's log is in the store for
+    `runner logs JOB --supervisor`; `logs -f` ends when the job does."""
     store = str(tmp_path / "store")
-    spec = write_spec(tmp_path / "job.yaml", "detached", store, data_root, train={"max_epochs": 1})
-    first = runner("submit", str(spec), "--workdir", str(tmp_path / "w1"), cwd=tmp_path)
-    assert first.returncode == 0, first.stdout + first.stderr
+    spec = write_spec(tmp_path / "job.yaml", "detached", store, data_root, train={"max_epochs": 4})
+    first = start("submit", str(spec), "--workdir", str(tmp_path / "w1"), cwd=tmp_path)
+    wait_until(lambda: len(remote_steps(store, "detached")) >= 1, what="a first checkpoint")
+    kill_group(first)  # a Colab cut-off: the job is left interrupted
+    wait_until(lambda: runner("status", "detached", "--store", store, "--json", cwd=tmp_path).stdout.count(
+        '"interrupted"'), what="the lease and heartbeat to go stale")
     result = runner("attach", "detached", "--store", store, "--workdir", str(tmp_path / "w2"), "--detach",
                     cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "started in the background" in result.stdout
-    log = tmp_path / "w2" / "supervisor.log"
-    wait_until(lambda: log.exists() and "job detached: done" in log.read_text(), what="the detached supervisor")
-    assert len(state_of(store, "detached")["sessions"]) == 2
+    assert "holds it, phase preparing" in result.stdout and "running in the background" in result.stdout
+    assert state_of(store, "detached")["session"] in result.stdout  # the phase is in the store already
+    second = runner("attach", "detached", "--store", store, "--workdir", str(tmp_path / "w3"), "--detach",
+                    cwd=tmp_path)
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert "did not start (exit 2)" in second.stderr and "holds this job" in second.stderr
+    followed = runner("logs", "detached", "--store", store, "-f", cwd=tmp_path, timeout=300)
+    assert followed.returncode == 0 and "job detached is done" in followed.stderr, followed.stderr
+    state = state_of(store, "detached")
+    assert state["phase"] == "done" and len(state["sessions"]) == 2
+    shown = runner("logs", "detached", "--store", store, "--supervisor", cwd=tmp_path)
+    assert shown.returncode == 0 and "phase done" in shown.stdout and state["sessions"][1]["id"] in shown.stdout
+
+
+def test_finished_and_missing_jobs_start_nothing(data_root: Path, tmp_path: Path) -> None:
+    """Issue 11: attach of a done job says so and exits 0 without a session; cancel of a done job
+    writes nothing; a job that does not exist is rc 2 for every command; a cancel while no session
+    runs is honoured by the next one, which trains nothing."""
+    store = str(tmp_path / "store")
+    spec = write_spec(tmp_path / "job.yaml", "finished", store, data_root, train={"max_epochs": 1})
+    assert runner("submit", str(spec), "--workdir", str(tmp_path / "w1"), cwd=tmp_path).returncode == 0
+    before = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "store").rglob("*"))
+    again = runner("attach", "finished", "--store", store, "--workdir", str(tmp_path / "w2"), cwd=tmp_path)
+    assert again.returncode == 0 and "already done" in again.stdout, again.stdout + again.stderr
+    resubmitted = runner("submit", str(spec), "--workdir", str(tmp_path / "w2"), cwd=tmp_path)
+    assert resubmitted.returncode == 0 and "already done" in resubmitted.stdout
+    cancelled = runner("cancel", "finished", "--store", store, cwd=tmp_path)
+    assert cancelled.returncode == 0 and "already done" in cancelled.stdout
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "store").rglob("*")) == before
+    assert not (tmp_path / "w2").exists()
+    for args in (("status", "nosuch"), ("logs", "nosuch"), ("logs", "nosuch", "-f"), ("cancel", "nosuch"),
+                 ("attach", "nosuch")):
+        missing = runner(*args, "--store", store, cwd=tmp_path)
+        assert missing.returncode == 2 and "no job 'nosuch'" in missing.stderr, (args, missing.stderr)
+
+    spec = write_spec(tmp_path / "paused.yaml", "later", store, data_root, train={"max_epochs": 30})
+    proc = start("submit", str(spec), "--workdir", str(tmp_path / "w3"), cwd=tmp_path)
+    wait_until(lambda: len(remote_steps(store, "later")) >= 1, what="a first checkpoint")
+    kill_group(proc)
+    steps = remote_steps(store, "later")
+    assert runner("cancel", "later", "--store", store, cwd=tmp_path).returncode == 0
+    honoured = runner("attach", "later", "--store", store, "--workdir", str(tmp_path / "w4"), "--take-over",
+                      cwd=tmp_path)
+    assert honoured.returncode == 0 and "job later: cancelled" in honoured.stdout, honoured.stdout + honoured.stderr
+    assert remote_steps(store, "later") == steps  # nothing trained
+    assert state_of(store, "later")["sessions"][-1]["end_reason"] == "cancelled"
 
 
 def test_attach_keeps_an_unreadable_state_and_sweeps_dead_uploads(data_root: Path, tmp_path: Path) -> None:
