@@ -25,10 +25,11 @@ from contract.codes import RunnerExit
 from contract.files import EVENTS_FILE, SUPERVISOR_LOG, TRAINER_LOG
 from runner import layout
 from runner.deadline import deadline, session_start
-from runner.spec import JobSpec, SpecError, check_store_url, dump_spec, load_spec, parse_spec_bytes, same_spec
+from runner.spec import (JobSpec, SpecError, check_store_url, dump_spec, load_spec, parse_spec_bytes,
+                         placeholder_problem, same_spec)
 from runner.status import (UNREADABLE, JobState, UnreadableState, describe, effective_phase, read_state,
                            shown_epoch, status_document, unreadable_document)
-from runner.store import JobStore, Store, StoreError, StoreUnavailable, redact
+from runner.store import JobStore, RootMode, Store, StoreError, StoreMissing, StoreUnavailable, redact
 from runner.supervisor import DETACHED_OUTPUT, STARTED, Supervisor
 from runner.lease import LeaseRefused
 
@@ -56,6 +57,8 @@ class _Commands(TyperGroup):
 def _store_failure(error: StoreError) -> str:
     where = redact(_opened.get("url", "?"))
     text = " ".join(str(error).split())[:500]
+    if isinstance(error, StoreMissing):
+        return f"store {where}: {text}"
     if isinstance(error, StoreUnavailable):
         check = ("check the network and that the store is up (for gs://: the bucket, STORAGE_EMULATOR_HOST; "
                  "for a Drive mount: that it is mounted), then try again")
@@ -131,6 +134,11 @@ def validate(
         for problem in error.problems:
             err.print(f"  - {problem}", highlight=False, markup=False)
         raise typer.Exit(EXIT_INVALID) from None
+    placeholder = placeholder_problem(spec.store)
+    if placeholder:
+        err.print(f"[bold red]{spec_path} is invalid[/] (1 problem(s)):", highlight=False)
+        err.print(f"  - store: {placeholder}", highlight=False, markup=False)
+        raise typer.Exit(EXIT_INVALID)
     if as_json:
         document = {
             "spec": spec.model_dump(mode="json"),
@@ -166,14 +174,22 @@ def _store_url(option: str | None, spec: JobSpec | None = None) -> str:
     return url
 
 
-def _open_store(url: str) -> Store:
+def _open_store(url: str, mode: RootMode = "read") -> Store:
+    """The store, checked before anything is written: a URL we can use, not a placeholder, and a
+    root that is there (a mounted Drive, an existing bucket; see `Store.check_root`)."""
     try:
         check_store_url(url)
     except ValueError as error:
         err.print(f"store: {error}", highlight=False, markup=False)
         raise typer.Exit(EXIT_INVALID) from None
+    placeholder = placeholder_problem(url)
+    if placeholder:
+        err.print(f"store: {placeholder}", highlight=False, markup=False)
+        raise typer.Exit(EXIT_INVALID)
     _opened["url"] = url
-    return Store.quick(url)
+    store = Store.quick(url)
+    store.check_root(mode)
+    return store
 
 
 def _load_or_exit(spec_path: Path) -> JobSpec:
@@ -231,11 +247,13 @@ def submit(
     detach: bool = DETACH_OPTION,
     force_spec: bool = typer.Option(False, "--force-spec", help="replace the stored spec of an existing job"),
     take_over: bool = TAKE_OVER_OPTION,
+    create: bool = typer.Option(False, "--create", help="create a local store's folder even if its parent "
+                                                        "folder does not exist"),
 ) -> None:
     """Run a job: validate, lease, restore, prepare data, train, sync. Resubmitting resumes it."""
     spec = _load_or_exit(spec_path)
     url = _store_url(store_url, spec)
-    job = _open_store(url).job(spec.name)
+    job = _open_store(url, "create" if create else "write").job(spec.name)
     stored = job.get_bytes(layout.SPEC)
     if stored is not None and not same_spec(stored, spec) and not force_spec:
         err.print(f"job {spec.name} already exists in {url} with a different spec; resubmit the same spec to "

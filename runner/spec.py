@@ -247,6 +247,22 @@ def store_protocol(url: str) -> str:
     return url.split("://", 1)[0].lower()
 
 
+# Bucket names the shipped examples use as placeholders (jobs/t4.yaml): never a real store.
+PLACEHOLDER_BUCKETS = frozenset({"YOUR-BUCKET", "YOUR_BUCKET"})
+
+
+def placeholder_problem(url: str) -> str | None:
+    """Why `url` is an example's placeholder, not a store; None for any other URL. Not a spec
+    error: `submit --store` may replace the spec's store, so `validate` and opening a store ask."""
+    if "://" not in url or store_protocol(url) == "file":
+        return None
+    if url.split("://", 1)[1].split("/", 1)[0].upper() not in PLACEHOLDER_BUCKETS:
+        return None
+    return (f"{_short(url)} is the example's placeholder: put your bucket's name in the spec's `store` or pass "
+            "--store gs://NAME/runs (create a bucket with `gcloud storage buckets create gs://NAME`), or use a "
+            "Drive folder such as /content/drive/MyDrive/runs")
+
+
 def check_store_url(url: str) -> str:
     """Reject stores we cannot write to, naming the package that would make them work.
 
@@ -266,6 +282,7 @@ def check_store_url(url: str) -> str:
             )
         if protocol != "file" and ".." in location.split("/"):
             raise ValueError(f"{_short(url)} must not contain '..' segments")
+
     if protocol not in STORE_PROTOCOLS:
         allowed = ", ".join(f"{p}://" for p in STORE_PROTOCOLS)
         raise ValueError(

@@ -8,7 +8,8 @@ transient errors (network, 5xx, 429, timeouts) are retried with exponential back
 error text is scrubbed before it is raised or logged.
 
 Lives here:
-    jobs.py            `Store` (a root) and `JobStore` (one job's keys): the facade callers use
+    jobs.py            `Store` (a root), `JobStore` (one job's keys) and `DataStore` (the shared
+                       data cache's keys): the facade callers use
     retry.py           `RetryPolicy`, `is_transient`, `StoreError` / `StoreUnavailable`, redaction
     base.py            the `Backend` protocol and the choice of backend by URL
     fsspec_backend.py  any fsspec object store (`s3://` through s3fs), and the others' base
@@ -22,14 +23,19 @@ backend module is imported when its kind of store is opened). Callers import fro
 not from its modules.
 """
 
-from runner.store.jobs import JobStore, Store
-from runner.store.retry import RetryPolicy, StoreError, StoreUnavailable, describe, is_transient, redact
+from runner.store.base import RootMode
+from runner.store.jobs import DataStore, JobStore, Store
+from runner.store.retry import (RetryPolicy, StoreError, StoreMissing, StoreUnavailable, describe, is_transient,
+                                redact)
 
 __all__ = [
+    "DataStore",
     "JobStore",
     "RetryPolicy",
+    "RootMode",
     "Store",
     "StoreError",
+    "StoreMissing",
     "StoreUnavailable",
     "describe",
     "is_transient",

@@ -8,9 +8,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 from runner.store.retry import StoreError
+
+# What a command will do with a store's root: read what is there; write (submit: a local root may
+# be made if its parent folder exists); create (submit --create: any missing folders are made).
+RootMode = Literal["read", "write", "create"]
 
 # Told the bytes sent so far while a file uploads (a 750 MiB checkpoint takes minutes).
 Progress = Callable[[int], None]
@@ -66,6 +70,12 @@ class Backend(ABC):
 
     @abstractmethod
     def delete(self, path: str) -> None: ...
+
+    def root_problem(self, mode: RootMode) -> str | None:
+        """Why the store's root cannot be used as it is for `mode` (a bucket that does not exist, a
+        Drive that is not mounted, a local root that is not there), or None; asked before anything
+        is written."""
+        return None
 
     @abstractmethod
     def move(self, src: str, dst: str) -> bool:

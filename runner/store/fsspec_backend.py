@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 from fsspec.callbacks import Callback
 
 from contract.files import atomic_write
-from runner.store.base import Backend, Progress
+from runner.store.base import Backend, Progress, RootMode
 
 
 class ProgressCallback(Callback):
@@ -47,6 +47,17 @@ class FsspecBackend(Backend):
 
     def put_bytes(self, path: str, data: bytes) -> None:
         self.fs.pipe_file(self._path(path), data)
+
+    def root_problem(self, mode: RootMode) -> str | None:
+        """An object store's root is a bucket (and a prefix, which needs no creating): a missing
+        bucket would otherwise read as an empty store, and fail only at the first write."""
+        bucket = self.root.split("/", 1)[0]
+        try:
+            self.fs.info(bucket)
+        except FileNotFoundError:
+            return (f"bucket {bucket!r} does not exist, or these credentials cannot see it: create it "
+                    f"(`gcloud storage buckets create gs://{bucket}`) or fix the store URL")
+        return None
 
     def create(self, path: str, data: bytes) -> bool:
         """GCS `ifGenerationMatch=0` / S3 `If-None-Match: *`: the server decides, 412 means taken.

@@ -1,4 +1,5 @@
-"""The job facade: `Store` (a store root) and `JobStore` (everything under STORE/JOB/).
+"""The job facade: `Store` (a store root), `JobStore` (everything under STORE/JOB/) and
+`DataStore` (the shared data cache under STORE/_data/NAME/).
 
 Keys are validated with `runner.layout` before any request and joined under STORE/JOB/, so a name
 from a spec or a listing can never reach outside the job; every call runs under one
@@ -12,8 +13,8 @@ from typing import Callable, TypeVar
 
 from runner import layout
 from runner.spec import check_store_url, store_protocol
-from runner.store.base import PATIENT, QUICK, Backend, Progress, Timeouts, open_backend
-from runner.store.retry import RetryPolicy, StoreError
+from runner.store.base import PATIENT, QUICK, Backend, Progress, RootMode, Timeouts, open_backend
+from runner.store.retry import RetryPolicy, StoreError, StoreMissing
 
 T = TypeVar("T")
 
@@ -43,8 +44,19 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
 
+    def check_root(self, mode: RootMode = "read") -> None:
+        """Raise `StoreMissing` (one line, with the fix) when the root cannot be used for `mode`;
+        called before anything is written, so nothing lands where it would be lost."""
+        problem = self._policy.run("check", self.url, lambda: self._backend.root_problem(mode))
+        if problem:
+            raise StoreMissing(problem)
+
     def job(self, name: str) -> JobStore:
         return JobStore(self._backend, self._policy, layout.check_job(name), self.url)
+
+    def data(self, name: str) -> DataStore:
+        """STORE/_data/NAME/: the data cache the store's jobs share."""
+        return DataStore(self._backend, self._policy, name, self.url)
 
     def list_jobs(self) -> list[str]:
         """Jobs under the root that were submitted (have a spec); other folders are ignored."""
@@ -168,3 +180,32 @@ class JobStore:
 
     def exists(self, key: str) -> bool:
         return self.size(key) is not None
+
+    def data(self, name: str) -> DataStore:
+        """STORE/_data/NAME/ on this job's store, with its retry policy: the data cache a session shares."""
+        return DataStore(self._backend, self._policy, name, self.url)
+
+
+class DataStore(JobStore):
+    """Everything under STORE/_data/NAME/ (DESIGN §5): dataset files the store's jobs share.
+
+    Keys are relative to it and validated as a job's are, so no name from a plan or a manifest
+    reaches outside. Jobs sharing it cannot coordinate deletes, so it is only ever added to:
+    `delete` and `move` are refused.
+    """
+
+    def __init__(self, backend: Backend, policy: RetryPolicy, name: str, url: str) -> None:
+        super().__init__(backend, policy, layout.data_key(name), url)
+        self.cache = name
+
+    def __repr__(self) -> str:
+        return f"DataStore({self.cache!r})"
+
+    def _key(self, relative: str) -> str:
+        return layout.data_key(self.cache, layout.check_relative(relative))
+
+    def delete(self, key: str) -> None:
+        raise StoreError(f"{self.name}/{key}: the shared data cache is never deleted from")
+
+    def move(self, src_key: str, dst_key: str) -> None:
+        raise StoreError(f"{self.name}/{src_key}: the shared data cache is never moved within")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from contract.files import TEMP_NAME, atomic_write, fsync_dir, temp_beside
-from runner.store.base import Progress
+from runner.store.base import Progress, RootMode
 from runner.store.fsspec_backend import FsspecBackend
 from runner.store.retry import StoreError
 
@@ -92,6 +92,12 @@ class LocalBackend(FsspecBackend):
             os.close(descriptor)
             return None
         return descriptor
+
+    def root_problem(self, mode: RootMode) -> str | None:
+        under_drive = self.directory == DRIVE_MOUNT or DRIVE_MOUNT in self.directory.parents
+        return local_root_problem(self.directory, mode,
+                                  drive_unmounted=under_drive and not os.path.ismount(DRIVE_MOUNT),
+                                  root_exists=self.directory.is_dir(), parent_exists=self.directory.parent.is_dir())
 
     def put_file(self, local: Path, path: str, progress: Progress | None = None) -> None:
         target = self._writable(path)
@@ -208,3 +214,26 @@ def copy_reporting(source: BinaryIO, out: BinaryIO, progress: Progress | None) -
         copied += len(chunk)
         if progress:
             progress(copied)
+
+
+def local_root_problem(root: Path, mode: RootMode, *, drive_unmounted: bool, root_exists: bool,
+                       parent_exists: bool) -> str | None:
+    """Why a local store root cannot be used, from facts about the disk; pure.
+
+    A Drive path while Drive is not mounted would be created on the VM's own disk and lost with
+    it; a root whose parent is missing is most likely a typo (or a mount that is not there), so
+    it is only created when asked (`--create`). A root that is missing but whose parent exists
+    is created by the first write of `submit`, and is "no store" for the commands that read.
+    """
+    if drive_unmounted:
+        return (f"{root} is on Google Drive, which is not mounted on this machine: run "
+                f"`from google.colab import drive; drive.mount('{DRIVE_MOUNT}')` first (anything written "
+                "there now would stay on this VM's disk and be lost with it)")
+    if root_exists or mode == "create":
+        return None
+    if mode == "read":
+        return f"no store at {root}: nothing was submitted there yet (`runner submit` creates it)"
+    if not parent_exists:
+        return (f"{root}: its folder {root.parent} does not exist; check the path, or pass --create to "
+                "`runner submit` to make it")
+    return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from typing import BinaryIO
 
+from runner.store.base import RootMode
 from runner.store.fsspec_backend import FsspecBackend
 
 MEMORY_CREATE_LOCK = threading.Lock()
@@ -24,6 +25,9 @@ class MemoryBackend(FsspecBackend):
 
         fs, root = fsspec.url_to_fs(url)
         super().__init__(fs, root, exclusive=True)
+
+    def root_problem(self, mode: RootMode) -> str | None:
+        return None  # one dict per process: every root exists
 
     def create(self, path: str, data: bytes) -> bool:
         with MEMORY_CREATE_LOCK:

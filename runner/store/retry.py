@@ -50,6 +50,10 @@ class StoreError(RuntimeError):
     """A store operation that failed for good; the message names the key and the cause."""
 
 
+class StoreMissing(StoreError):
+    """The store's root is not there (a missing bucket, an unmounted Drive); the message says the fix."""
+
+
 class StoreUnavailable(StoreError):
     """Transient failures outlasted every retry: the store is down or unreachable for now."""
 

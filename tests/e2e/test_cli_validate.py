@@ -19,8 +19,23 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([RUNNER, *args], capture_output=True, text=True, timeout=120)
 
 
-def test_valid_spec_prints_resolved_plan() -> None:
+@pytest.fixture
+def t4_with_a_bucket(tmp_path: Path) -> Path:
+    """jobs/t4.yaml as a user fills it in: their bucket in place of the placeholder."""
+    path = tmp_path / "t4.yaml"
+    path.write_text((JOBS / "t4.yaml").read_text().replace("gs://YOUR-BUCKET/runs", "gs://my-runs/runs"))
+    return path
+
+
+def test_the_shipped_placeholder_bucket_is_refused_with_the_fix() -> None:
     result = run("validate", str(JOBS / "t4.yaml"))
+    assert result.returncode == 2
+    assert "YOUR-BUCKET" in result.stderr and "placeholder" in result.stderr and "--store" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_valid_spec_prints_resolved_plan(t4_with_a_bucket: Path) -> None:
+    result = run("validate", str(t4_with_a_bucket))
     assert result.returncode == 0, result.stderr
     assert "job hrnet-w48-t4" in result.stdout
     assert "early_stopping_epochs: 32" in result.stdout
@@ -37,9 +52,9 @@ def test_json_output_is_machine_readable() -> None:
     }
 
 
-def test_json_keys_are_stable() -> None:
+def test_json_keys_are_stable(t4_with_a_bucket: Path) -> None:
     """Keys may be added (train.compile was, issue 9), never renamed or removed."""
-    document = json.loads(run("validate", str(JOBS / "t4.yaml"), "--json").stdout)
+    document = json.loads(run("validate", str(t4_with_a_bucket), "--json").stdout)
     spec = document["spec"]
     assert set(document) == {"spec", "ladder"}
     assert set(spec) == {"name", "store", "data", "model", "train", "oom", "checkpoint", "sync", "session", "resources"}

@@ -202,3 +202,44 @@ def test_a_store_that_never_answers_is_one_line_within_30_s(
     assert "gs://bucket/runs" in line and "unavailable" in line and "check" in line
     assert took < 30, f"{took:.0f} s to report an unreachable store"
     assert not (tmp_path / "work").exists()
+
+
+def test_a_drive_store_without_the_mount_is_refused_with_the_fix(tmp_path: Path) -> None:
+    """Issue 11: on a VM where Drive is not mounted, /content/drive/... would be created on the
+    VM's own disk and lost with it: refused before anything is written, saying how to mount."""
+    if os.path.ismount("/content/drive"):
+        pytest.skip("Google Drive is mounted on this machine")
+    existed = os.path.exists("/content")
+    for args in (("status",), ("ls",), ("attach", "job", "--workdir", str(tmp_path / "w"))):
+        result = runner("/content/drive/MyDrive/runs", *args)
+        assert result.returncode == 2, result.stderr
+        line = one_line(result.stderr)
+        assert "drive.mount('/content/drive')" in line and "not mounted" in line
+    assert os.path.exists("/content") == existed and not (tmp_path / "w").exists()
+
+
+def test_a_local_store_that_is_not_there(tmp_path: Path) -> None:
+    """Reading a store that does not exist says so (not an empty table); submitting into a folder
+    whose parent is missing (a typo, a mount that is not there) is refused unless --create."""
+    missing = tmp_path / "runs"
+    for args in (("status",), ("ls",), ("logs", "job")):
+        result = runner(missing, *args)
+        assert result.returncode == 2 and "no store at" in one_line(result.stderr), result.stderr
+    spec = tmp_path / "job.yaml"
+    deep = tmp_path / "typo" / "runs"
+    spec.write_bytes(spec_bytes("job", deep))
+    result = subprocess.run([RUNNER, "submit", str(spec), "--workdir", str(tmp_path / "w")], capture_output=True,
+                            text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert "does not exist" in line and "--create" in line
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "w").exists()
+
+
+def test_a_missing_bucket_is_named(gcs_emulator) -> None:
+    """A missing bucket used to read as an empty store (exit 0); now one line names the bucket."""
+    for args in (("status",), ("ls",), ("status", "job")):
+        result = runner("gs://no-such-bucket/runs", *args)
+        assert result.returncode == 2, result.stderr
+        line = one_line(result.stderr)
+        assert "bucket 'no-such-bucket' does not exist" in line and "gcloud storage buckets create" in line

@@ -10,6 +10,7 @@ import yaml
 
 from runner.spec import (
     MAX_SPEC_BYTES, SpecError, dump_spec, load_spec, parse_spec, parse_spec_bytes, parse_spec_text, same_spec,
+    placeholder_problem,
 )
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
@@ -314,3 +315,13 @@ def test_whole_numbers_have_an_upper_bound_named_in_the_message(section: str, fi
     """A typo (an extra zero, a pasted timestamp) is refused at validate time, naming the field."""
     problems = problems_for({"name": "j", section: {field: value}})
     assert problems and problems[0].startswith(f"{section}.{field}"), problems
+
+
+def test_the_placeholder_bucket_is_named_with_the_fix() -> None:
+    """`jobs/t4.yaml` ships with gs://YOUR-BUCKET/runs: a spec may carry it (submit --store replaces
+    it), but validate and opening a store say what to put there."""
+    problem = placeholder_problem("gs://YOUR-BUCKET/runs")
+    assert problem and "placeholder" in problem and "--store" in problem and "/content/drive" in problem
+    assert placeholder_problem("gs://your_bucket") and placeholder_problem("gs://my-runs/x") is None
+    assert placeholder_problem("./YOUR-BUCKET/runs") is None  # a local folder is whatever it is named
+    assert load_spec(JOBS / "t4.yaml").store == "gs://YOUR-BUCKET/runs"

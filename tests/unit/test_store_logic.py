@@ -12,6 +12,7 @@ from contract.manifest import Manifest
 from runner.checkpoints import restore_candidates, to_delete
 from runner.deadline import boot_time, deadline, session_start
 from runner.lease import Lease, decide_acquire, next_number, prunable
+from runner.store.local import local_root_problem
 
 
 def test_keys_are_under_the_job() -> None:
@@ -121,3 +122,18 @@ def test_session_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert session_start(fixed, now) == fixed.replace(tzinfo=timezone.utc)
     monkeypatch.setenv("COLAB_RELEASE_TAG", "release")
     assert session_start("auto", now) == boot_time()
+
+
+def test_local_root_problems_are_decided_from_facts() -> None:
+    """Issue 11: Drive must be mounted; reading needs the root; writing needs its parent, unless --create."""
+    root = Path("/data/runs")
+    facts = {"drive_unmounted": False, "root_exists": True, "parent_exists": True}
+    assert local_root_problem(root, "read", **facts) is None
+    unmounted = local_root_problem(root, "create", **{**facts, "drive_unmounted": True, "root_exists": False})
+    assert unmounted and "drive.mount('/content/drive')" in unmounted
+    gone = {**facts, "root_exists": False}
+    assert "no store at /data/runs" in (local_root_problem(root, "read", **gone) or "")
+    assert local_root_problem(root, "write", **gone) is None  # submit makes it
+    no_parent = {**gone, "parent_exists": False}
+    assert "--create" in (local_root_problem(root, "write", **no_parent) or "")
+    assert local_root_problem(root, "create", **no_parent) is None
