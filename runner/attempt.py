@@ -14,10 +14,13 @@ from contract.config import AttemptConfig, DataConfig, LoaderConfig, Rung, Train
 from runner.spec import DataSpec, JobSpec
 
 
-def attempt_config(spec: JobSpec, rung: Rung, train_dir: Path, valid_dir: Path) -> AttemptConfig:
+def attempt_config(spec: JobSpec, rung: Rung, train_dir: Path, valid_dir: Path,
+                   pretrained: str | None = None) -> AttemptConfig:
+    """`pretrained`: where the backbone weights are on this machine for this attempt (None when it
+    resumes a checkpoint, which carries them: runner/inputs.py), in place of the spec's path."""
     loader = narrow(spec.data, LoaderConfig)
     return AttemptConfig(
-        model=spec.model,
+        model=spec.model.model_copy(update={"pretrained": pretrained}),
         data=DataConfig(train_dir=str(train_dir), valid_dir=str(valid_dir), **loader.model_dump()),
         rung=rung,
         train=narrow(spec.train, TrainConfig),
@@ -25,8 +28,11 @@ def attempt_config(spec: JobSpec, rung: Rung, train_dir: Path, valid_dir: Path) 
     )
 
 
-def prepare_command(data: DataSpec) -> list[str]:
-    """`python -m trainer prepare ...`: renders, downloads or checks the data; prints the split dirs."""
+def prepare_command(data: DataSpec, *, plan: bool = False) -> list[str]:
+    """`python -m trainer prepare ...`: renders, downloads or checks the data and derives its
+    keypoints; prints the split dirs. With `plan`: changes nothing, prints which files a store's
+    data cache could provide (runner/data_cache.py)."""
     return [sys.executable, "-m", "trainer", "prepare", "--source", data.source, "--root", data.root,
             "--train-split", data.splits.train, "--valid-split", data.splits.valid,
-            "--frames", str(data.frames), "--valid-frames", str(data.valid_frames), "--seed", str(data.seed)]
+            "--frames", str(data.frames), "--valid-frames", str(data.valid_frames), "--seed", str(data.seed),
+            *(["--plan"] if plan else [])]

@@ -38,6 +38,24 @@ def job_key(job: str, relative: str = "") -> str:
     return f"{job}/{check_relative(relative)}" if relative else job
 
 
+# STORE/_data/NAME/: files the store's jobs share (dataset archives, keypoint caches). `_` can
+# never start a job name (JOB_NAME), so no job's keys reach it and `runner ls` never lists it.
+DATA = "_data"
+DATA_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
+
+
+def check_data_name(name: str) -> str:
+    if not DATA_NAME.fullmatch(name) or ".." in name:
+        raise UnsafeName(f"data cache name {name!r} is not a safe store key")
+    return name
+
+
+def data_key(name: str, relative: str = "") -> str:
+    """A key under STORE/_data/NAME/ (the prefix itself without `relative`)."""
+    prefix = f"{DATA}/{check_data_name(name)}"
+    return f"{prefix}/{check_relative(relative)}" if relative else prefix
+
+
 # Keys relative to a job (what JobStore takes); job_key() puts one under STORE/JOB/.
 SPEC = "spec.yaml"
 STATE = "state.json"
@@ -46,6 +64,7 @@ CANCEL = "cancel.json"
 LEASES = "lease"
 CHECKPOINTS = CHECKPOINTS_DIR
 LOGS = "logs"
+INPUTS = "inputs"
 BAD_SUFFIX = ".bad"
 UPLOAD_PREFIX = ".upload-"  # a session's own name for a large object on its way up
 
@@ -73,6 +92,11 @@ def parse_bad_marker_name(name: str) -> int | None:
         return None
     parsed = parse_checkpoint_name(name.removesuffix(BAD_SUFFIX))
     return parsed[0] if parsed and parsed[1] == "pt" else None
+
+
+def input_key(name: str) -> str:
+    """A file the spec names on the submitting machine, kept for sessions elsewhere (runner/inputs.py)."""
+    return f"{INPUTS}/{check_relative(name)}"
 
 
 def weights_key(name: str) -> str:

@@ -60,7 +60,9 @@ def consumers(spec: JobSpec) -> dict[str, Any]:
     start = session_start(spec.session.start, T0)
     job = Store(spec.store).job(spec.name)
     return {
-        "attempt": attempt_config(spec, ladder[0], Path("train"), Path("valid")).model_dump(),
+        # a first start on the submitting machine: the spec's pretrained file as it is (runner/inputs.py)
+        "attempt": attempt_config(spec, ladder[0], Path("train"), Path("valid"),
+                                  pretrained=spec.model.pretrained).model_dump(),
         "prepare": prepare_command(spec.data),
         "ladder": ladder,
         "deadline": deadline(start, spec.session.max_hours, spec.session.margin_minutes),
