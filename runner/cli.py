@@ -31,6 +31,7 @@ from runner.status import (UNREADABLE, JobState, UnreadableState, describe, effe
                            shown_epoch, status_document, unreadable_document)
 from runner.store import JobStore, RootMode, Store, StoreError, StoreMissing, StoreUnavailable, redact
 from runner.supervisor import DETACHED_OUTPUT, STARTED, Supervisor
+from runner.trainer_check import trainer_missing
 from runner.lease import LeaseRefused
 
 out = Console(soft_wrap=True)
@@ -252,6 +253,7 @@ def submit(
 ) -> None:
     """Run a job: validate, lease, restore, prepare data, train, sync. Resubmitting resumes it."""
     spec = _load_or_exit(spec_path)
+    _require_trainer()
     url = _store_url(store_url, spec)
     job = _open_store(url, "create" if create else "write").job(spec.name)
     stored = job.get_bytes(layout.SPEC)
@@ -271,6 +273,15 @@ def submit(
                 take_over)
         return
     _supervise(spec, url, workdir, take_over)
+
+
+def _require_trainer() -> None:
+    """submit/attach launch `python -m trainer`: without it (a runner-only install, e.g. a laptop
+    that only watches jobs), one line and exit 2, before the store is touched."""
+    missing = trainer_missing()
+    if missing:
+        err.print(missing, highlight=False, markup=False)
+        raise typer.Exit(EXIT_INVALID)
 
 
 def _exit_if_finished(job: JobStore) -> None:
@@ -355,6 +366,7 @@ def attach(
     detach: bool = DETACH_OPTION,
 ) -> None:
     """Resume a job from the store on this machine, with the store's spec: no local file needed."""
+    _require_trainer()
     job = _existing_job(store_url, job_name)
     data = job.get_bytes(layout.SPEC) or b""
     try:

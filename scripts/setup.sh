@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Creates .venv and installs the project with the pinned torch; skips work already done.
-# Usage: source scripts/setup.sh [EXTRAS]   (EXTRAS e.g. "dev")
+# Usage: source scripts/setup.sh [EXTRAS]
+#   EXTRAS: comma-separated extras of pyproject.toml [trainer]: "trainer" is what the demo needs
+#   (the runner and the trainer it launches), "trainer,dev" the test suite, "" the runner alone.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-extras="${1:-}"
+extras="${1-trainer}"
 python="${PYTHON:-python3}"
 if [ ! -x "$root/.venv/bin/python" ]; then
   "$python" -m venv "$root/.venv"
