@@ -75,18 +75,26 @@ class Syncer:
 
     # -- the timer -------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start_heartbeat(self) -> None:
+        """The heartbeat alone, from the session's first phase on: a long restore or data
+        preparation reads as alive, and a session cut off during them as `interrupted`."""
         self._scheduler = BackgroundScheduler(daemon=True)
-        self._scheduler.add_job(self.tick, "interval", seconds=self.every_s, max_instances=1, coalesce=True,
-                                id=TICK_JOB)
         self._scheduler.add_job(self._heartbeat, "interval", seconds=self.every_s, max_instances=1, coalesce=True)
         self._scheduler.start()
+
+    def start(self) -> None:
+        """The uploads' timer (and the heartbeat, if not started yet)."""
+        if self._scheduler is None:
+            self.start_heartbeat()
+        assert self._scheduler is not None
+        self._scheduler.add_job(self.tick, "interval", seconds=self.every_s, max_instances=1, coalesce=True,
+                                id=TICK_JOB)
 
     def stop(self, final_flush: bool) -> bool:
         """Stop the uploads timer; with `final_flush`, keep trying until everything is up or time
         runs out. The heartbeat goes on until then, so a long last upload still reads as running."""
         try:
-            if self._scheduler is not None:
+            if self._scheduler is not None and self._scheduler.get_job(TICK_JOB) is not None:
                 self._scheduler.remove_job(TICK_JOB)
             if not final_flush:
                 return False
@@ -103,8 +111,9 @@ class Syncer:
     def _heartbeat(self) -> None:
         """While a tick is busy uploading (a 750 MiB checkpoint takes minutes on a slow link),
         keep `heartbeat_at` fresh, so status reads `running` with what is uploading, not
-        `interrupted`. Without a tick in flight the tick itself writes the heartbeat."""
-        if self.lock.acquire(blocking=False):
+        `interrupted`. Once ticks run, a tick not in flight writes the heartbeat itself."""
+        ticking = self._scheduler is not None and self._scheduler.get_job(TICK_JOB) is not None
+        if ticking and self.lock.acquire(blocking=False):
             self.lock.release()
             return
         self.state.heartbeat_at = now_iso()
