@@ -2,7 +2,7 @@
 
 Lives here: the job spec (`spec`), pure decisions (`layout`, `ladder`, `policy`, `checkpoints`,
 `lease`'s decisions, `deadline`, `status`'s derived phase), the store (`store/`), and the parts
-that carry decisions out (`lease.LeaseHolder`, `sync`, `supervisor`, `cli`).
+that carry decisions out (`lease.LeaseHolder`, `sync`, `data_cache`, `supervisor`, `cli`).
 
 Must not import: `trainer` or torch. The runner meets the trainer only through `contract` (the
 attempt config, work-dir files, exit codes) and a subprocess, so `runner status` works on a

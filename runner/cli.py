@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from runner.spec import (JobSpec, SpecError, check_store_url, dump_spec, load_sp
 from runner.status import (UNREADABLE, JobState, UnreadableState, describe, effective_phase, read_state,
                            shown_epoch, status_document, unreadable_document)
 from runner.store import JobStore, RootMode, Store, StoreError, StoreMissing, StoreUnavailable, redact
+from runner.pull import WEIGHTS, PullError, pull_checkpoint, pull_weights
 from runner.supervisor import DETACHED_OUTPUT, STARTED, Supervisor
 from runner.trainer_check import trainer_missing
 from runner.lease import LeaseRefused
@@ -261,7 +261,7 @@ def submit(
         err.print(f"job {spec.name} already exists in {url} with a different spec; resubmit the same spec to "
                   "resume it, `runner attach` it, or pass --force-spec to replace the spec", highlight=False)
         raise typer.Exit(EXIT_INVALID)
-    if stored is not None:
+    if stored is not None and not force_spec:  # a replaced spec may ask for more (e.g. more epochs)
         _exit_if_finished(job)
     if spec.session.max_hours is not None:
         left = _session_left_minutes(spec)
@@ -566,6 +566,39 @@ def _log_parts(job: JobStore, name: str, warned: set[str]) -> list[str]:
                 _warn_once(warned, f"{folder}/{part}",
                            f"skipped log part {ascii(f'{job.name}/{folder}/{part}')}: not a safe name")
     return keys
+
+
+@app.command(epilog=_epilog("runner pull demo --store ./runs --out /tmp/w.pt",
+                            "Exit codes: 0 pulled and verified; 1 nothing in the store verifies (the file is not "
+                            "kept); 2 no such job or the store failed."))
+def pull(
+    job_name: str = JOB_ARGUMENT,
+    store_url: str | None = STORE_OPTION,
+    weights: str = typer.Option("best-evalai", "--weights", help=f"which weights: {', '.join(WEIGHTS)}"),
+    checkpoint: bool = typer.Option(False, "--checkpoint", help="the newest verifying full checkpoint instead "
+                                                                "(for exact resume elsewhere)"),
+    out_path: Path | None = typer.Option(None, "--out", help="where to write it; default: ./JOB-WEIGHTS.pt"),
+) -> None:
+    """Download a job's trained weights (or checkpoint), verified against the store's manifest.
+
+    Prints what it got: the step and epoch, and the metric that made the weights the best.
+    """
+    if weights not in WEIGHTS:
+        err.print(f"--weights {weights!r}: choose one of {', '.join(WEIGHTS)}", highlight=False, markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    job = _existing_job(store_url, job_name)
+    what = "checkpoint" if checkpoint else weights
+    target = out_path or Path(f"{job_name}-{what}.pt")
+    try:
+        if checkpoint:
+            got = pull_checkpoint(job, target)
+            said = f"step {got.step}, epoch {got.epoch}"
+        else:
+            said = pull_weights(job, weights, target).describe()
+    except PullError as error:
+        err.print(str(error), highlight=False, markup=False)
+        raise typer.Exit(RunnerExit.FAILED) from None
+    out.print(f"{target}: {job_name} {what}, {said} (sha256 verified)", highlight=False)
 
 
 @app.command(epilog=_epilog("runner cancel demo --store ./runs", READ_CODES))

@@ -21,6 +21,7 @@ from contract.config import Rung
 
 Phase = Literal["submitted", "preparing", "running", "paused", "interrupted", "done", "failed", "cancelled"]
 STALE_INTERVALS = 3
+ALIVE = ("preparing", "running")  # phases a live session keeps its heartbeat fresh in
 # What readers show for a job whose state.json cannot be read; never stored.
 UNREADABLE = "unreadable"
 
@@ -54,6 +55,19 @@ class RungStatus(Rung):
     index: int = 0
 
 
+class DataRecord(Record):
+    """Where a session's data came from: `cache` names STORE/_data/CACHE/; `restored` lists what
+    came from it, `prepared` what was downloaded or rendered here instead, `uploaded` what this
+    session added to it; `keypoints_derived` counts frames whose keypoints were derived here
+    (0 when every keypoint came from a cache)."""
+
+    cache: str | None = None
+    restored: list[str] = Field(default_factory=list)
+    prepared: list[str] = Field(default_factory=list)
+    uploaded: list[str] = Field(default_factory=list)
+    keypoints_derived: int = 0
+
+
 class SessionRecord(Record):
     id: str
     host: str
@@ -63,6 +77,7 @@ class SessionRecord(Record):
     end_reason: str | None = None
     workdir: str | None = None  # where its files live until uploaded: what an interrupted job points to
     deadline_at: str | None = None  # when it stops to save and upload (session.max_hours less the margin)
+    data: DataRecord | None = None  # where its data came from, once prepared
 
 
 class OomRecord(Record):
@@ -199,8 +214,9 @@ def apply_events(state: JobState, events: list[dict[str, Any]]) -> None:
 
 
 def effective_phase(state: JobState, now: datetime) -> str:
-    """`running` with a heartbeat older than 3 sync intervals means the session is gone."""
-    if state.phase == "running":
+    """`preparing` or `running` with a heartbeat older than 3 sync intervals means the session is
+    gone (cut off, killed): the job is `interrupted` until a session attaches it."""
+    if state.phase in ALIVE:
         beat = parse_iso(state.heartbeat_at)
         if beat is None or (now - beat).total_seconds() > STALE_INTERVALS * state.sync_every_s:
             return "interrupted"

@@ -20,8 +20,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from contract import events as ev
 from contract.codes import NO_SPACE_TEXT, RunnerExit, TrainerExit
 from contract.config import Rung
@@ -31,9 +29,12 @@ from contract.manifest import Manifest
 from runner import layout
 from runner.attempt import attempt_config, prepare_command
 from runner.checkpoints import restore_candidates
+from runner.data_cache import DataCache, data_record, describe, read_plan
 from runner.deadline import deadline, session_start
+from runner.inputs import keep_inputs, local_pretrained, needs_pretrained
 from runner.lease import LeaseHolder
 from runner.policy import TAKEN_OVER, Action, next_action
+from runner.pull import fetch_verified, remote_manifests
 from runner.spec import JobSpec, dump_spec
 from runner.status import (JobState, OomRecord, RungStatus, SessionRecord, UnreadableState, close_lost_sessions,
                            now_iso, read_state)
@@ -142,33 +143,11 @@ class Supervisor:
 
     # -- restore and data ------------------------------------------------------------------------
 
-    def _remote_manifests(self) -> list[Manifest]:
-        """Every manifest in the store that parses and whose checkpoint the trainer has not
-        refused; a bad manifest is reported and skipped alone."""
-        names = self.store.list(layout.CHECKPOINTS)
-        refused = {step for step in map(layout.parse_bad_marker_name, names) if step is not None}
-        manifests = []
-        for name in names:
-            parsed = layout.parse_checkpoint_name(name)
-            if parsed is None or parsed[1] != "json":
-                continue
-            data = self.store.get_bytes(f"{layout.CHECKPOINTS}/{name}")
-            try:
-                manifest = Manifest.model_validate_json(data or b"")
-            except ValidationError:
-                log.warning("checkpoints/%s: manifest is unreadable; skipped", name)
-                continue
-            if manifest.step in refused:
-                log.warning("checkpoints/%s: marked bad by an earlier session; skipped", name)
-                continue
-            manifests.append(manifest)
-        return manifests
-
     def _restore(self) -> Path | None:
         """The newest checkpoint that verifies: from the work dir when an earlier session on this
         machine could not upload its last checkpoints (the first tick uploads them), else from
         the store, newest first, falling back to older ones."""
-        manifests = self._remote_manifests()
+        manifests = remote_manifests(self.store)
         assert self.syncer is not None
         for manifest in manifests:
             self.syncer.uploads.manifests[manifest.step] = manifest
@@ -183,12 +162,10 @@ class Supervisor:
         for manifest in restore_candidates(manifests):
             name = checkpoint_name(manifest.step)
             local = directory / name
-            if not self.store.get_file(layout.checkpoint_key(manifest.step), local):
-                log.warning("checkpoints/%s is missing; trying an older checkpoint", name)
-                continue
-            if local.stat().st_size != manifest.size or sha256_of(local) != manifest.sha256:
-                log.warning("checkpoints/%s does not match its manifest (truncated or corrupt); trying an older one", name)
-                local.unlink()
+            problem = fetch_verified(self.store, layout.checkpoint_key(manifest.step), local, manifest.size,
+                                     manifest.sha256)
+            if problem:
+                log.warning("%s; trying an older checkpoint", problem)
                 continue
             atomic_write(local.with_suffix(".json"), manifest.model_copy(update={"token": None}).to_json())
             self.syncer.uploads.checkpoints.add(manifest.step)
@@ -236,10 +213,20 @@ class Supervisor:
             self.state.goodput.lost_s += samples / self.state.samples_per_s
 
     def _prepare_data(self) -> tuple[Path, Path]:
+        """Restore what the store's data cache has, let the trainer prepare the rest, add to the
+        cache what it lacked; the session's `data` status and one log line say which was which."""
+        plan = read_plan(prepare_command(self.spec.data, plan=True))
+        cache = DataCache(self.store.data(plan.cache), self.spec.name, self.session) if plan else None
+        outcomes = cache.restore(plan) if cache and plan else []
         result = subprocess.run(prepare_command(self.spec.data), capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"data preparation failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}")
         dirs = json.loads(result.stdout.strip().splitlines()[-1])
+        derived = sum(int(split["derived"]) for split in dirs.get("keypoints", {}).values())
+        uploaded = cache.upload(outcomes, self.lease.check) if cache else []
+        record = data_record(plan, outcomes, uploaded, derived)
+        self.state.sessions[-1].data = record
+        log.info("data: %s", describe(record))
         return Path(dirs["train"]), Path(dirs["valid"])
 
     def _newest_local_checkpoint(self) -> Path | None:
@@ -251,7 +238,13 @@ class Supervisor:
     def _launch(self, attempt: int, rung: Rung, dirs: tuple[Path, Path], resume: Path | None) -> subprocess.Popen:
         folder = attempt_dir(self.workdir, attempt)
         config = folder / ATTEMPT_CONFIG
-        attempt_config(self.spec, rung, *dirs).save(config)
+        pretrained = self.spec.model.pretrained
+        if needs_pretrained(pretrained, resume is not None):
+            assert pretrained is not None
+            pretrained = local_pretrained(pretrained, self.store, self.workdir)
+        else:
+            pretrained = None
+        attempt_config(self.spec, rung, *dirs, pretrained=pretrained).save(config)
         cmd = [sys.executable, "-m", "trainer", "train", "--config", str(config), "--workdir", str(self.workdir)]
         if resume is not None:
             cmd += ["--resume", str(resume)]
@@ -321,10 +314,13 @@ class Supervisor:
             self.flushed = True
             return int(RunnerExit.OK)
         self.syncer.sweep_uploads()
+        keep_inputs(self.spec.model.pretrained, self.store)
         self.syncer.fold_events()  # a work dir kept from an earlier session says how far it got
         goodput = self.state.goodput
         try:
+            self.state.heartbeat_at = now_iso()
             self._set_phase("preparing")
+            self.syncer.start_heartbeat()
             self._announce()
             t = time.monotonic()
             resume = self._restore()

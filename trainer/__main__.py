@@ -1,6 +1,6 @@
 """`python -m trainer`: the trainer's command line.
 
-One argparse sub-command per job (synth, keypoints, prepare, calibrate, score, train), so the
+One argparse sub-command per job (synth, keypoints, prepare, calibrate, score, predict, train), so the
 runner starts every part of the trainer the same way and each part stays testable alone. Every
 command's arguments and output live here; the rooms below hold only library functions.
 """
@@ -12,11 +12,13 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import get_args
 
+from contract.config import Arch
 from trainer.data.cache import load_keypoints
 from trainer.data.download import DownloadError
 from trainer.data.keypoints.table import INVISIBLE, UNKNOWN, VISIBLE, keypoints_to_json
-from trainer.data.prepare import DataNotFound, prepare
+from trainer.data.prepare import DataNotFound, cache_plan, prepare, prepare_keypoints
 from trainer.data.soccernet import read_split
 from trainer.data.synthetic.generate import generate
 from trainer.evaluation.camera import DEFAULT_MIN_CONFIDENCE
@@ -52,13 +54,19 @@ def _keypoints(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
+    options = {"frames": args.frames, "valid_frames": args.valid_frames, "seed": args.seed}
+    if args.plan:
+        name, files = cache_plan(args.source, args.root, args.train_split, args.valid_split, **options)
+        print(json.dumps({"cache": name, "files": [
+            {"name": f.name, "path": str(f.path), "needed": f.needed, "folder": f.folder} for f in files]}))
+        return 0
     try:
-        dirs = prepare(args.source, args.root, args.train_split, args.valid_split,
-                       frames=args.frames, valid_frames=args.valid_frames, seed=args.seed)
+        dirs = prepare(args.source, args.root, args.train_split, args.valid_split, **options)
+        keypoints = prepare_keypoints(dirs)
     except (DataNotFound, DownloadError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps({name: str(path) for name, path in dirs.items()}))
+    print(json.dumps({**{name: str(path) for name, path in dirs.items()}, "keypoints": keypoints}))
     return 0
 
 
@@ -96,6 +104,28 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    # torch loads only for predict; the camera pool's workers re-import this module
+    from trainer.inference.predict import predict
+    from trainer.inference.weights import WeightsError, WeightsMeta
+
+    if (args.arch is None) != (args.input_size is None):
+        print("predict: --arch and --input-size go together (for a plain state dict)", file=sys.stderr)
+        return 2
+    try:
+        legacy = WeightsMeta(arch=args.arch, input_size=tuple(args.input_size)) if args.arch else None
+        summary = predict(args.weights, args.inputs, args.out, every=args.every, overlay=args.overlay,
+                          batch_size=args.batch_size, device=args.device, workers=args.workers, legacy=legacy)
+    except (WeightsError, ValueError) as error:
+        print(f"predict: {error}", file=sys.stderr)
+        return 2
+    print(f"predict: {summary.line()} -> {args.out}")
+    if summary.frames == 0:
+        print("predict: no frame could be processed", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from trainer.training.loop import run_training  # torch and the data stack load only for training
 
@@ -129,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--frames", type=int, default=0, help="synthetic: train frames")
     prep.add_argument("--valid-frames", type=int, default=0, help="synthetic: valid frames")
     prep.add_argument("--seed", type=int, default=0)
+    prep.add_argument("--plan", action="store_true",
+                      help="change nothing: print which files a store's data cache could provide and which "
+                           "are missing here")
     prep.set_defaults(run=_prepare)
 
     calibrate = commands.add_parser("calibrate", help="estimate cameras (SoccerNet JSON) from keypoints")
@@ -159,6 +192,27 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--height", type=int, default=540)
     score.add_argument("--workers", type=int, default=None, help=f"processes (default: the CPUs, {available_cpus()})")
     score.set_defaults(run=_score)
+
+    pred = commands.add_parser(
+        "predict", help="keypoints, cameras (SoccerNet JSON) and overlays for images, folders or videos")
+    pred.add_argument("weights", type=Path, help="a weights file of `train` (W/weights/*.pt, or `runner pull`)")
+    pred.add_argument("inputs", type=Path, nargs="+", metavar="INPUT",
+                      help="image files, folders of images, video files")
+    pred.add_argument("--out", type=Path, required=True,
+                      help="folder for NAME.keypoints.json, camera_NAME.json (what `score` reads), overlays")
+    pred.add_argument("--every", type=int, default=1, help="videos: every Nth frame (default 1: all)")
+    pred.add_argument("--overlay", action="store_true",
+                      help="also NAME.overlay.jpg (pitch lines and keypoints on the frame), STEM.overlay.mp4 per video")
+    pred.add_argument("--batch-size", type=int, default=None,
+                      help="frames per forward pass (default: validation's, from the weights)")
+    pred.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    pred.add_argument("--workers", type=int, default=None,
+                      help=f"processes for the cameras (default: the CPUs, {available_cpus()})")
+    pred.add_argument("--arch", choices=list(get_args(Arch)), default=None,
+                      help="only for a plain state dict from before weights carried their metadata")
+    pred.add_argument("--input-size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                      help="only for a plain state dict: the input size it was trained at")
+    pred.set_defaults(run=_predict)
 
     train = commands.add_parser("train", help="train the keypoint model (the runner's attempt contract)")
     train.add_argument("--config", type=Path, required=True, help="resolved attempt config (YAML)")

@@ -21,6 +21,7 @@ import torch
 import yaml
 
 from runner.store import Store
+from trainer.inference.weights import read_weights
 
 pytestmark = pytest.mark.e2e
 
@@ -92,7 +93,7 @@ def store_retry_budget_s() -> float:
 def final_weights(store: str, job: str, tmp: Path) -> dict[str, torch.Tensor]:
     local = tmp / f"{job}-final.pt"
     assert Store(store).job(job).get_file("weights/final.pt", local)
-    return torch.load(local, weights_only=True)
+    return read_weights(local).state_dict
 
 
 def kill_group(proc: subprocess.Popen) -> None:
@@ -182,7 +183,8 @@ def test_oom_walks_the_ladder_and_remembers_the_rung(data_root: Path, store_url:
     assert [(o["rung"]["batch_size"], o["rung"]["activation_checkpointing"]) for o in state["ooms"]] == [
         (4, False), (2, False)]
     assert state["rung"]["index"] == 2 and state["rungs_by_gpu"]["cpu"] == 2
-    again = runner("attach", "ladder", "--store", store_url, "--workdir", str(tmp_path / "w2"), cwd=tmp_path, env=env)
+    more = write_spec(tmp_path / "more.yaml", "ladder", store_url, data_root, train={"max_epochs": 2})
+    again = runner("submit", str(more), "--force-spec", "--workdir", str(tmp_path / "w2"), cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stdout + again.stderr
     state = state_of(store_url, "ladder")
     assert len(state["ooms"]) == 2 and state["rung"]["index"] == 2 and len(state["sessions"]) == 2

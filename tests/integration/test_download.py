@@ -100,6 +100,16 @@ def test_incomplete_folder_is_unzipped_again(tmp_path: Path, frames: dict[str, P
     assert count_frames(partial) == COUNTS["train"]
 
 
+def test_a_keypoint_cache_already_in_the_split_folder_survives_unzipping(tmp_path: Path, frames: dict[str, Path]) -> None:
+    """What a restore from the store's data cache puts there before the zip is unpacked."""
+    _zip(frames["train"], tmp_path / TASK / "train.zip", "train")
+    cache = tmp_path / TASK / "train" / ".keypoints-cache.npz"
+    cache.parent.mkdir(parents=True)
+    cache.write_bytes(b"restored")
+    ensure_soccernet(tmp_path, ["train"], expected_frames=COUNTS, fetch=Network({}))
+    assert count_frames(cache.parent) == COUNTS["train"] and cache.read_bytes() == b"restored"
+
+
 def test_missing_zip_is_downloaded_and_unzipped(tmp_path: Path, frames: dict[str, Path]) -> None:
     network = Network({split: _zip(folder, tmp_path / "served" / f"{split}.zip", split) for split, folder in frames.items()})
     (tmp_path / "data" / TASK).mkdir(parents=True)

@@ -57,7 +57,7 @@ def test_status_json_keys_are_the_documented_ones() -> None:
     assert set(document["rung"]) == rung_keys and set(document["ooms"][0]["rung"]) == rung_keys
     assert set(document["ooms"][0]) == {"time", "gpu", "rung"}
     assert set(document["sessions"][0]) == {"id", "host", "gpu", "started_at", "ended_at", "end_reason", "workdir",
-                                            "deadline_at"}
+                                            "deadline_at", "data"}
     assert set(document["last_checkpoint"]) == {"step", "token", "written_at"}
     assert set(document["best"]["val_loss"]) == {"value", "step"}
     assert set(document["goodput"]) == {"training_s", "restoring_s", "preparing_s", "lost_s"}

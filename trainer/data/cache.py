@@ -65,6 +65,24 @@ def _read_cache(path: Path, size: tuple[int, int]) -> dict[str, np.ndarray]:
     return {str(sha1): kps for sha1, kps in zip(sha1s, keypoints)}
 
 
+def store_object_name(size: tuple[int, int] = NATIVE_SIZE) -> str:
+    """The name a store's data cache keeps this cache under: a new derivation version or size is
+    a new object, so a session never restores a cache it would only derive again."""
+    return f"keypoints-{KEYPOINTS_VERSION}-{size[0]}x{size[1]}.npz"
+
+
+def cache_is_current(path: Path, size: tuple[int, int] = NATIVE_SIZE) -> bool:
+    """Whether ``path`` is a cache of this version and size (its entries are not read): a session
+    with one has nothing to gain from the store's copy."""
+    if not path.is_file():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return str(data["version"]) == KEYPOINTS_VERSION and tuple(int(v) for v in data["size"]) == size
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError):
+        return False
+
+
 def _write_cache(path: Path, sha1s: list[str], keypoints: np.ndarray, size: tuple[int, int]) -> bool:
     """Write atomically: readers never see half a cache.
 

@@ -63,10 +63,18 @@ def _frame_prefix(names: Iterable[str], split: str) -> str:
 
 
 def _extract(zip_path: Path, split: str, target: Path) -> None:
-    """Unpack into a temporary sibling, then rename: a killed unzip never looks complete."""
+    """Unpack into a temporary sibling, then rename: a killed unzip never looks complete.
+
+    Dot-files already in the target are carried over: the zip never holds one (they are skipped
+    below), and the keypoint cache restored from a store's data cache is one.
+    """
     staging = target.with_name(f".{target.name}.extracting")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    if target.is_dir():
+        for kept in target.glob(".*"):
+            if kept.is_file():
+                kept.replace(staging / kept.name)
     with zipfile.ZipFile(zip_path) as archive:
         prefix = _frame_prefix(archive.namelist(), split)
         for info in archive.infolist():

@@ -18,6 +18,9 @@ from trainer.data.synthetic.annotate import annotate
 from trainer.data.synthetic.camera import View, sample_camera
 from trainer.data.synthetic.render import render_view
 
+# Names the frames a (seed, index) gives: a store's data cache keeps rendered frames under it, so
+# bump it with any change that alters them, or sessions restore frames this code would not render.
+GENERATOR_VERSION = "gen1"
 _MIN_LINE_CLASSES = 3
 _CAMERA_TRIES = 20
 
