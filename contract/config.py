@@ -53,10 +53,24 @@ def narrow(section: Section, to: type[S]) -> S:
     return to.model_validate(section.model_dump(include=set(to.model_fields)))
 
 
+PRETRAINED_IMAGENET = "imagenet"
+"""`model.pretrained: imagenet`: the trainer fetches the arch's ImageNet backbone weights by name
+(Hugging Face Hub, cached); any other value is a local file. The runner passes it through as is."""
+
+
+def _pretrained(value: Any) -> Any:
+    """Empty or blank is not a file and not `imagenet`: say what is allowed."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError(f"must be {PRETRAINED_IMAGENET!r} or the path of a local weights file, not empty")
+    return value
+
+
 class ModelConfig(Section):
     arch: Arch = "hrnet_w48"
     num_keypoints: Literal[57] = 57
-    pretrained: str | None = Field(None, description="local file with ImageNet backbone weights")
+    pretrained: Annotated[str | None, BeforeValidator(_pretrained)] = Field(
+        None, description=f"ImageNet backbone weights: {PRETRAINED_IMAGENET!r} (fetched for the arch from the "
+                          "Hugging Face Hub and cached) or a local file (.pt, .pth or .safetensors)")
 
 
 class TrainConfig(Section):

@@ -8,6 +8,7 @@ import math
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -155,7 +156,7 @@ def validate(
 # -- running jobs ------------------------------------------------------------------------------
 
 STORE_HELP = "store URL: gs://BUCKET/PREFIX, a local path or a Drive folder"
-STORE_OPTION = typer.Option(None, "--store", envvar="RUNNER_STORE", help=STORE_HELP)
+STORE_OPTION = typer.Option(None, "--store", envvar="RUNNER_STORE", help=f"{STORE_HELP}; default: ./runs")
 SUBMIT_STORE_OPTION = typer.Option(None, "--store", envvar="RUNNER_STORE",
                                    help=f"{STORE_HELP}; default: the spec's `store`")
 WORKDIR_OPTION = typer.Option(None, "--workdir", help="local work dir; default: ./.runner/JOB")
@@ -167,12 +168,13 @@ DETACH_OPTION = typer.Option(False, "--detach", help="run the session in the bac
 FINISHED = ("done", "cancelled")  # a session started on such a job would have nothing to do
 
 
+# Without --store or $RUNNER_STORE, the store a spec gets when it names none: after the demo,
+# `runner status demo` needs nothing more.
+DEFAULT_STORE = str(JobSpec.model_fields["store"].default)
+
+
 def _store_url(option: str | None, spec: JobSpec | None = None) -> str:
-    url = option or (spec.store if spec else None)
-    if not url:
-        err.print("no store given: pass --store URL or set RUNNER_STORE", highlight=False)
-        raise typer.Exit(EXIT_INVALID)
-    return url
+    return option or (spec.store if spec else DEFAULT_STORE)
 
 
 def _open_store(url: str, mode: RootMode = "read") -> Store:
@@ -599,6 +601,38 @@ def pull(
         err.print(str(error), highlight=False, markup=False)
         raise typer.Exit(RunnerExit.FAILED) from None
     out.print(f"{target}: {job_name} {what}, {said} (sha256 verified)", highlight=False)
+
+
+@app.command(epilog=_epilog("runner predict demo data/synthetic-demo/valid --store ./runs --out /tmp/pred --overlay",
+                            "Exit codes: those of `python -m trainer predict` (0 some frames processed, 2 none); "
+                            "1 the weights do not verify; 2 no such job, no trainer here, or the store failed."))
+def predict(
+    job_name: str = JOB_ARGUMENT,
+    inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="images, folders of images or videos",
+                                       show_default=False),
+    store_url: str | None = STORE_OPTION,
+    out_dir: Path = typer.Option(..., "--out", help="folder for keypoints, cameras and overlays"),
+    weights: str = typer.Option("best-evalai", "--weights", help=f"which weights: {', '.join(WEIGHTS)}"),
+    every: int = typer.Option(1, "--every", min=1, help="a video's every Nth frame"),
+    overlay: bool = typer.Option(False, "--overlay", help="also draw the pitch and keypoints on each frame"),
+) -> None:
+    """Run a job's trained model on new footage: pull its weights (verified), then `trainer predict`."""
+    _require_trainer()
+    if weights not in WEIGHTS:
+        err.print(f"--weights {weights!r}: choose one of {', '.join(WEIGHTS)}", highlight=False, markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    job = _existing_job(store_url, job_name)
+    with tempfile.TemporaryDirectory() as scratch:
+        target = Path(scratch) / f"{job_name}-{weights}.pt"
+        try:
+            manifest = pull_weights(job, weights, target)
+        except PullError as error:
+            err.print(str(error), highlight=False, markup=False)
+            raise typer.Exit(RunnerExit.FAILED) from None
+        out.print(f"{job_name} {weights}: {manifest.describe()} (sha256 verified)", highlight=False)
+        command = [sys.executable, "-m", "trainer", "predict", str(target), *inputs, "--out", str(out_dir),
+                   "--every", str(every), *(["--overlay"] if overlay else [])]
+        raise typer.Exit(subprocess.run(command).returncode)
 
 
 @app.command(epilog=_epilog("runner cancel demo --store ./runs", READ_CODES))

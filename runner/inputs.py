@@ -14,6 +14,7 @@ import json
 import logging
 from pathlib import Path
 
+from contract.config import PRETRAINED_IMAGENET
 from contract.files import sha256_of
 from runner import layout
 from runner.store import JobStore
@@ -36,8 +37,8 @@ def needs_pretrained(pretrained: str | None, resuming: bool) -> bool:
 def keep_inputs(pretrained: str | None, job: JobStore) -> None:
     """Upload the spec's pretrained file to the store, once: a session holding the lease calls it
     at its start. A file that is not on this machine is left to `local_pretrained` to find."""
-    if not pretrained or not Path(pretrained).expanduser().is_file():
-        return
+    if not pretrained or pretrained == PRETRAINED_IMAGENET or not Path(pretrained).expanduser().is_file():
+        return  # `imagenet` is fetched by name, on any machine
     path = Path(pretrained).expanduser()
     manifest = {"sha256": sha256_of(path), "size": path.stat().st_size, "source": path.name}
     if _stored_manifest(job) == manifest:
@@ -49,8 +50,9 @@ def keep_inputs(pretrained: str | None, job: JobStore) -> None:
 
 def local_pretrained(pretrained: str, job: JobStore, workdir: Path) -> str:
     """A path to the pretrained file on this machine: the spec's own when it is here, else the
-    store's copy downloaded into WORK/inputs/ and verified against its manifest."""
-    if Path(pretrained).expanduser().is_file():
+    store's copy downloaded into WORK/inputs/ and verified against its manifest. `imagenet` is a
+    name the trainer resolves itself, not a file."""
+    if pretrained == PRETRAINED_IMAGENET or Path(pretrained).expanduser().is_file():
         return pretrained
     manifest = _stored_manifest(job)
     target = workdir / INPUTS_DIR / PRETRAINED

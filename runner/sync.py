@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from contract.events import EventReader
 from contract.files import (CHECKPOINTS_DIR, EVENTS_FILE, SUPERVISOR_LOG, TENSORBOARD_DIR, TRAINER_LOG, WEIGHTS_DIR,
                             list_checkpoints)
-from contract.manifest import Manifest
+from contract.manifest import Manifest, WeightsManifest
 from runner import layout
 from runner.checkpoints import to_delete
 from runner.lease import LeaseHolder, LeaseLost
@@ -132,7 +132,7 @@ class Syncer:
                 self._upload_checkpoints()
                 self._upload_logs()
                 self._upload_files(TENSORBOARD_DIR)
-                self._upload_files(WEIGHTS_DIR)
+                self._upload_weights()
                 self._prune_remote()
                 if self.store.exists(layout.CANCEL):
                     self.cancel_requested.set()
@@ -250,7 +250,8 @@ class Syncer:
             self.uploads.log_parts[name] = part
 
     def _upload_files(self, folder: str) -> None:
-        """Small files that change in place (TensorBoard events, best weights): upload on change."""
+        """Small files that change in place (TensorBoard events): upload on change, under the
+        session's log folder."""
         root = self.workdir / folder
         if not root.is_dir():
             return
@@ -260,12 +261,33 @@ class Syncer:
             signature = (stat.st_size, stat.st_mtime_ns)
             if self.uploads.file_sizes.get(relative) == signature:
                 continue
-            if folder == WEIGHTS_DIR:
-                if self.lease.lost.is_set():  # a fenced session sends nothing; the move checks the store
-                    raise LeaseLost(f"lease {self.lease.token} was taken over")
-                self._put_file(path, relative, fenced=True)
-            else:
-                self._put_file(path, layout.log_key(self.session, relative))
+            self._put_file(path, layout.log_key(self.session, relative))
+            self.uploads.file_sizes[relative] = signature
+
+    def _upload_weights(self) -> None:
+        """Each weights file the trainer changed, fenced like a checkpoint and checked against the
+        size its manifest gives, then that manifest with the token: in the store a weights
+        manifest always follows its object. A file whose manifest is missing or names another
+        size is being rewritten by the trainer: the next tick takes it."""
+        root = self.workdir / WEIGHTS_DIR
+        for path in sorted(root.glob("*.pt")) if root.is_dir() else []:
+            relative = path.relative_to(self.workdir).as_posix()
+            stat = path.stat()
+            signature = (stat.st_size, stat.st_mtime_ns)
+            if self.uploads.file_sizes.get(relative) == signature:
+                continue
+            try:
+                manifest = WeightsManifest.read(path.with_suffix(".json"))
+            except (OSError, ValueError):
+                continue
+            if manifest.size != stat.st_size:
+                continue
+            if self.lease.lost.is_set():  # a fenced session sends nothing; the move checks the store
+                raise LeaseLost(f"lease {self.lease.token} was taken over")
+            self._put_file(path, relative, fenced=True, size=manifest.size)
+            self.lease.check()
+            self.store.put_bytes(path.with_suffix(".json").relative_to(self.workdir).as_posix(),
+                                 manifest.model_copy(update={"token": self.lease.token}).to_json())
             self.uploads.file_sizes[relative] = signature
 
     def pending(self) -> list[str]:
@@ -273,9 +295,9 @@ class Syncer:
         leaves only on this machine."""
         left = [path.relative_to(self.workdir).as_posix() for step, path in local_checkpoints(self.workdir)
                 if step not in self.uploads.checkpoints]
-        for folder in (WEIGHTS_DIR, TENSORBOARD_DIR):
+        for folder, pattern in ((WEIGHTS_DIR, "*.pt"), (TENSORBOARD_DIR, "*")):
             root = self.workdir / folder
-            for path in sorted(root.rglob("*")) if root.is_dir() else []:
+            for path in sorted(root.rglob(pattern)) if root.is_dir() else []:
                 relative = path.relative_to(self.workdir).as_posix()
                 if path.is_file() and not path.name.startswith("."):
                     stat = path.stat()

@@ -26,6 +26,8 @@ TRAINER_MODULES: dict[str, str] = {
     "numpy": "numpy",
     "scipy": "scipy",
     "tensorboard": "tensorboard",
+    "huggingface_hub": "huggingface_hub",
+    "safetensors": "safetensors",
 }
 
 

@@ -55,6 +55,11 @@ def test_the_cli_reference_block_runs_as_written(tmp_path: Path) -> None:
         if line.startswith("runner attach"):
             assert "already done" in result.stdout
     assert json.loads((cwd / "runs" / "demo" / "state.json").read_text())["phase"] == "done"
+    # then "Using the trained model", its /tmp paths kept inside the test's own folder
+    for line in block_after("## Using the trained model", "bash").splitlines():
+        result = sh(line.replace("/tmp/", f"{tmp_path}/out-"), cwd, env)
+        assert result.returncode == 0, f"`{line}` exited {result.returncode}: {result.stdout}{result.stderr}"
+    assert list((tmp_path / "out-pred").glob("*.overlay.jpg")), "predict --overlay drew no overlay"
 
 
 def colab_lines(block: str) -> list[str]:

@@ -22,6 +22,7 @@ from contract.config import AttemptConfig
 from contract.events import read_events
 from contract.files import list_checkpoints, sha256_of
 from contract.manifest import Manifest
+from trainer.inference.weights import read_weights
 from trainer.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.e2e
@@ -82,7 +83,7 @@ def wait_for_checkpoints(work: Path, count: int, proc: subprocess.Popen, timeout
 
 
 def final_weights(work: Path) -> dict[str, torch.Tensor]:
-    return torch.load(work / "weights" / "final.pt", weights_only=True)
+    return read_weights(work / "weights" / "final.pt").state_dict
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ import pytest
 from contract.files import CHECKPOINTS_DIR, WEIGHTS_DIR, atomic_write, checkpoint_name, sha256_of
 from contract.manifest import Manifest
 from runner import layout
+from runner.store.base import Progress
 from runner.lease import LeaseHolder
 from runner.status import JobState
 from runner.store import JobStore, Store
@@ -92,7 +93,7 @@ def test_a_fenced_upload_never_replaces_the_new_holders_object(
     a_puts: list[str] = []
     b_ticked: list[bool] = []
 
-    def a_put_file(local: Path, key: str) -> None:
+    def a_put_file(local: Path, key: str, progress: Progress | None = None) -> None:
         """A's upload is in flight: B takes the job over and uploads the same names first (its
         data and, for a checkpoint, its manifest); then A's bytes arrive."""
         a_puts.append(key)
@@ -100,7 +101,7 @@ def test_a_fenced_upload_never_replaces_the_new_holders_object(
             assert sync_a.state.uploading is not None and sync_a.state.uploading.key == final
             b.acquire(take_over=True)
             b_ticked.append(sync_b.tick())
-        put_file(local, key)
+        put_file(local, key, progress)
 
     monkeypatch.setattr(job_a, "put_file", a_put_file)
     with caplog.at_level(logging.ERROR, logger="runner"):

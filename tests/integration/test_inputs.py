@@ -46,6 +46,13 @@ def test_a_bad_copy_in_the_store_is_refused(tmp_path: Path) -> None:
         local_pretrained(str(source), job, tmp_path / "w")
 
 
+def test_imagenet_is_a_name_not_a_file(tmp_path: Path) -> None:
+    job = Store(str(tmp_path / "store")).job("j")
+    keep_inputs("imagenet", job)
+    assert not job.exists(f"inputs/{PRETRAINED}")
+    assert local_pretrained("imagenet", job, tmp_path / "w") == "imagenet"
+
+
 def test_a_resumed_attempt_needs_no_pretrained_file() -> None:
     assert needs_pretrained("/content/backbone.pth", resuming=False)
     assert not needs_pretrained("/content/backbone.pth", resuming=True)

@@ -1,11 +1,10 @@
-"""HRNet keypoint network: shapes at odd sizes, activation checkpointing, pretrained loading, and
-the mixed-precision train step on CUDA."""
+"""HRNet keypoint network: shapes at odd sizes, activation checkpointing, and the mixed-precision
+train step on CUDA (pretrained loading: test_pretrained.py)."""
 
 from __future__ import annotations
 
 import copy
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -54,22 +53,6 @@ def test_activation_checkpointing_gives_same_results(net: KeypointNet) -> None:
         assert torch.allclose(a.grad, b.grad, atol=1e-6, rtol=1e-5), name
     for (name, a), b in zip(plain.named_buffers(), ckpt.buffers()):
         assert torch.equal(a, b), f"buffer {name} differs: BatchNorm stats were updated twice"
-
-
-def test_pretrained_backbone_loads_what_fits(tmp_path: Path) -> None:
-    source = KeypointNet("hrnet_w18_small").backbone.state_dict()
-    state = {f"module.{k}": v for k, v in source.items() if not k.startswith("stage4")}
-    state["conv1.weight"] = torch.zeros(8, 3, 3, 3)  # wrong shape
-    state["classifier.weight"] = torch.zeros(10, 10)  # ImageNet head: not ours
-    path = tmp_path / "imagenet.pt"
-    torch.save({"state_dict": state}, path)
-    net = KeypointNet("hrnet_w18_small")
-    report = net.load_pretrained_backbone(path)
-    assert report.mismatched == ["conv1.weight"]
-    assert report.unexpected == ["classifier.weight"]
-    assert report.missing and all(k.startswith(("stage4", "conv1")) for k in report.missing)
-    assert torch.equal(net.backbone.state_dict()["bn1.weight"], source["bn1.weight"])
-    assert report.loaded == len(state) - 2
 
 
 @pytest.mark.gpu

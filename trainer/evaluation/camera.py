@@ -33,7 +33,8 @@ from SoccerNet.Evaluation.utils_calibration import Camera
 from trainer.data.keypoints.table import NUM_KEYPOINTS, XYZ
 
 _GOAL_LINE_X = 52.5
-_MIN_POINTS = 4
+MIN_POINTS = 4
+"""Fewest usable keypoints a camera is estimated from (``predict`` names it when a frame has fewer)."""
 _MIN_PLANE_VIEW_POINTS = 6
 _MIN_WORLD_SPREAD_M = 1.0
 """Points closer than this to one line in 3D leave the camera's rotation about that line free."""
@@ -129,7 +130,7 @@ def _matches(keypoints: np.ndarray, min_confidence: float) -> tuple[np.ndarray, 
         with np.errstate(invalid="ignore"):
             usable &= np.nan_to_num(kps[:, 2], nan=-np.inf) >= min_confidence
     indices = np.flatnonzero(usable)
-    if len(indices) < _MIN_POINTS:
+    if len(indices) < MIN_POINTS:
         return None
     return indices, kps[indices, :2].copy()
 
@@ -144,7 +145,7 @@ def _spread(points: np.ndarray) -> float:
 def _determined(world: np.ndarray, image: np.ndarray) -> bool:
     """Whether the points can fix a camera: at least four, and neither world nor image collinear."""
     return (
-        len(world) >= _MIN_POINTS
+        len(world) >= MIN_POINTS
         and _spread(world) >= _MIN_WORLD_SPREAD_M
         and _spread(image) >= _MIN_IMAGE_SPREAD_PX
     )
@@ -194,7 +195,7 @@ def _ground_inliers(world: np.ndarray, image: np.ndarray, threshold: float) -> n
     """
     keep = np.ones(len(world), dtype=bool)
     ground = _on_ground(world)
-    if ground.sum() <= _MIN_POINTS or not _determined(world[ground], image[ground]):
+    if ground.sum() <= MIN_POINTS or not _determined(world[ground], image[ground]):
         return keep
     _, mask = cv2.findHomography(
         world[ground, :2], image[ground], cv2.RANSAC, threshold, maxIters=_RANSAC_ITERATIONS, confidence=0.999
@@ -202,7 +203,7 @@ def _ground_inliers(world: np.ndarray, image: np.ndarray, threshold: float) -> n
     if mask is None:
         return keep
     inliers = mask.ravel().astype(bool)
-    if inliers.sum() >= _MIN_POINTS:
+    if inliers.sum() >= MIN_POINTS:
         keep[np.flatnonzero(ground)[~inliers]] = False
     return keep
 
@@ -230,7 +231,7 @@ def _homography_focals(world: np.ndarray, image: np.ndarray, width: int, height:
     meets a vanishing line one of them degenerates, so each is a separate candidate.
     """
     ground = _on_ground(world)
-    if ground.sum() < _MIN_POINTS or not _determined(world[ground], image[ground]):
+    if ground.sum() < MIN_POINTS or not _determined(world[ground], image[ground]):
         return []
     homography, _ = cv2.findHomography(world[ground, :2], image[ground], 0)
     if homography is None:
@@ -321,7 +322,7 @@ def _poses(world: np.ndarray, image: np.ndarray, matrix: np.ndarray) -> list[tup
     except cv2.error:
         pass
     ground = _on_ground(world)
-    if ground.sum() >= _MIN_POINTS:
+    if ground.sum() >= MIN_POINTS:
         try:
             ok, rvecs, tvecs, _ = cv2.solvePnPGeneric(
                 objects[ground], points[ground], matrix, None, flags=cv2.SOLVEPNP_IPPE
@@ -442,7 +443,7 @@ def _plausible(
         return False
     errors = _errors(world, image, fit, width, height)
     inliers = errors <= limits.inlier_px
-    if inliers.mean() < limits.min_inlier_fraction or inliers.sum() < _MIN_POINTS:
+    if inliers.mean() < limits.min_inlier_fraction or inliers.sum() < MIN_POINTS:
         return False
     rotation, _ = cv2.Rodrigues(fit.rvec)
     if not np.all((world[inliers] @ rotation.T + fit.tvec)[:, 2] > 0):

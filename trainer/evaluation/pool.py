@@ -21,7 +21,7 @@ import cv2
 
 log = logging.getLogger(__name__)
 
-_MIN_FRAMES_PER_WORKER = 24
+MIN_FRAMES_PER_WORKER = 24
 """Below this many frames per process a pool costs more to start (seconds: each worker imports
 OpenCV, SoccerNet and the caller's main module) than it saves at ~0.07 s a frame."""
 
@@ -57,7 +57,7 @@ def map_frames(function: Callable[[_T], _R], items: Sequence[_T], workers: int |
     killed for memory) costs time, not the result: the frames are then done here, serially.
     """
     items = list(items)
-    workers = min(workers or available_cpus(), max(1, len(items) // _MIN_FRAMES_PER_WORKER))
+    workers = min(workers or available_cpus(), max(1, len(items) // MIN_FRAMES_PER_WORKER))
     if workers > 1 and _pool_can_start():
         chunksize = max(1, math.ceil(len(items) / (workers * 4)))
         context = multiprocessing.get_context("forkserver")

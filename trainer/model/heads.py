@@ -1,10 +1,12 @@
-"""The keypoint heatmap network: HRNetV2 backbone plus a stride-2 head over all branches."""
+"""The keypoint heatmap network: HRNetV2 backbone plus a stride-2 head over all branches.
+
+Pretrained backbone weights are loaded by ``pretrained``; the whole network's trained weights by
+``trainer.inference.weights``.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -40,16 +42,6 @@ class HeatmapHead(nn.Module):
         return self.classifier(self.refine(y))
 
 
-@dataclass
-class LoadReport:
-    """What a pretrained file did and did not provide; reported, never fatal."""
-
-    loaded: int = 0
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    mismatched: list[str] = field(default_factory=list)
-
-
 class KeypointNet(nn.Module):
     """Image (B, 3, H, W) to logits (B, 58, ceil(H/2), ceil(W/2)); softmax over channels."""
 
@@ -66,24 +58,3 @@ class KeypointNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
         return self.head(self.backbone(x), (math.ceil(h / 2), math.ceil(w / 2)))
-
-    def load_pretrained_backbone(self, path: str | Path) -> LoadReport:
-        """Load ImageNet backbone weights by name from a local file, keeping what fits."""
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        own = self.backbone.state_dict()
-        report = LoadReport()
-        usable = {}
-        for key, value in state.items():
-            key = key.removeprefix("module.").removeprefix("backbone.")
-            if key not in own:
-                report.unexpected.append(key)
-            elif own[key].shape != value.shape:
-                report.mismatched.append(key)
-            else:
-                usable[key] = value
-        report.missing = [k for k in own if k not in usable]
-        self.backbone.load_state_dict(usable, strict=False)
-        report.loaded = len(usable)
-        return report

@@ -29,6 +29,15 @@ class HeatmapLoss(nn.Module):
         return heatmap_loss(logits, keypoints, self.stride, self.sigma)
 
 
+def network_input(images: Tensor, device: torch.device) -> Tensor:
+    """uint8 RGB (B, 3, H, W) as the network takes it: float in [0, 1] on ``device``.
+
+    Training, validation and ``predict`` all go through here, so a trained model sees the same
+    numbers at inference as it did in validation.
+    """
+    return images.to(device, non_blocking=True).float().div_(255.0)
+
+
 class ToProbabilities:
     """Softmax over the 58 channels, in float32 whatever precision the forward pass used."""
 
@@ -61,8 +70,7 @@ class HeatmapModel(argus.Model):
         self.epoch_end = 0  # the sample position after the epoch's last batch; set per epoch
 
     def _inputs(self, batch: dict) -> tuple[Tensor, Tensor]:
-        images = batch["image"].to(self.device, non_blocking=True).float().div_(255.0)
-        return images, batch["keypoints"].to(self.device, non_blocking=True)
+        return network_input(batch["image"], self.device), batch["keypoints"].to(self.device, non_blocking=True)
 
     def _inject_faults(self, images: Tensor) -> None:
         """Test-only faults of the runner contract (DESIGN §4); inert unless the variable is set."""

@@ -2,7 +2,7 @@
 
 Lives here: ``loop`` (the ``Trainer`` and ``run_training``: engines, events, exit codes),
 ``state`` (what a checkpoint holds for exact resume, RNGs included), ``checkpoint`` (the
-background writer, verified loading, weights), ``callbacks`` (resumable early stopping and LR
+background writer, verified loading), ``callbacks`` (resumable early stopping and LR
 plateau, progress), ``metrics`` (the epoch loss and validation metrics as argus Metrics) and
 ``signals`` (stop requests, parent death, out of memory).
 

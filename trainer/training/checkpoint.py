@@ -67,12 +67,6 @@ def write_checkpoint(directory: Path, state: Mapping[str, Any], step: int, epoch
     return path
 
 
-def write_weights(path: Path, state_dict: Mapping[str, Any]) -> None:
-    """Model weights alone (for export and inference), written atomically."""
-    snapshot = to_cpu(state_dict)
-    atomic_write(path, lambda f: torch.save(snapshot, f))
-
-
 def prune(directory: Path, keep_last: int) -> None:
     """Keep the newest `keep_last`; the manifest goes first so no half-deleted one counts."""
     for step, path in list_checkpoints(directory)[:-keep_last]:

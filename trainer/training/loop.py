@@ -29,10 +29,12 @@ from contract.events import CHECKPOINT, DONE, EPOCH, ERROR, OOM, START, EventLog
 from contract.files import CHECKPOINTS_DIR, EVENTS_FILE, TENSORBOARD_DIR, TRAINER_LOG, WEIGHTS_DIR
 from trainer.data.keypoints.table import NUM_KEYPOINTS
 from trainer.data.loader import build_dataset, make_loader
+from trainer.inference.weights import WeightsMeta, write_weights
 from trainer.model.metamodel import HeatmapModel
+from trainer.model.pretrained import PretrainedUnavailable, load_pretrained
 from trainer.training.callbacks import Progress, ResumableEarlyStopping, ResumableReduceLROnPlateau
 from trainer.training.checkpoint import (BackgroundWriter, CheckpointError, checkpoint_bytes, is_disk_full,
-                                         load_checkpoint, write_weights)
+                                         load_checkpoint)
 from trainer.training.metrics import EpochLoss, ValidationMetrics
 from trainer.training.signals import StopFlag, StopRequested, is_out_of_memory
 from trainer.training.state import capture, restore
@@ -113,10 +115,7 @@ class Trainer:
         self.model.setup(amp=train.amp, accumulation=rung.accumulation)
         net = self.model.nn_module
         if config.model.pretrained:
-            report = net.load_pretrained_backbone(config.model.pretrained)
-            log.info("pretrained backbone %s: %d tensors loaded, %d missing, %d unexpected, %d mismatched",
-                     config.model.pretrained, report.loaded, len(report.missing), len(report.unexpected),
-                     len(report.mismatched))
+            load_pretrained(net.backbone, config.model.arch, config.model.pretrained)
         net.set_activation_checkpointing(rung.activation_checkpointing)
         if train.compile:
             self.model.nn_module = torch.compile(net)
@@ -131,6 +130,7 @@ class Trainer:
                 monitor="val_loss", factor=train.reduce_lr_factor, patience=train.reduce_lr_patience),
         }
         self.best: dict[str, dict[str, float]] = {}
+        self.last_metrics: dict[str, float] = {}  # the newest epoch's, stored with the final weights
         self.finished: str | None = None
         self.writer = BackgroundWriter(workdir / CHECKPOINTS_DIR, config.checkpoint.keep_last)
         self.tensorboard = SummaryWriter(str(workdir / TENSORBOARD_DIR))
@@ -191,7 +191,9 @@ class Trainer:
             previous = self.best.get(name)
             if previous is None or better(value, previous["value"]):
                 self.best[name] = {"value": value, "epoch": float(position.epoch), "step": float(position.step)}
-                write_weights(self.workdir / WEIGHTS_DIR / filename, self.model.nn_module.state_dict())
+                write_weights(self.workdir / WEIGHTS_DIR / filename, self.model.nn_module.state_dict(),
+                              WeightsMeta.of(self.config, position.step, position.epoch + 1, metrics), name)
+        self.last_metrics = metrics
         lr = self.model.optimizer.param_groups[0]["lr"]
         for name, value in {**metrics, "lr": lr}.items():
             self.tensorboard.add_scalar(name, value, position.epoch + 1)
@@ -244,7 +246,9 @@ class Trainer:
             engine.run(self.train_loader, self.model.position.epoch, self.config.train.max_epochs)
             self.finished = self.finished or "max_epochs"
         self.writer.wait()
-        write_weights(self.workdir / WEIGHTS_DIR / "final.pt", self.model.nn_module.state_dict())
+        position = self.model.position
+        write_weights(self.workdir / WEIGHTS_DIR / "final.pt", self.model.nn_module.state_dict(),
+                      WeightsMeta.of(self.config, position.step, position.epoch, self.last_metrics))
         return self.finished
 
     def close(self) -> None:
@@ -287,6 +291,10 @@ def run_training(config_path: Path, workdir: Path, resume: Path | None) -> int:
         log.info("training finished: %s", reason)
         events.emit(DONE, reason=reason, step=trainer.model.position.step)
         return TrainerExit.DONE
+    except PretrainedUnavailable as unavailable:  # a crash to the supervisor (retried), in one line
+        log.error("%s", unavailable)
+        events.emit(ERROR, message=str(unavailable)[:1000])
+        return 1
     except ResumeRefused as refused:
         log.error("%s", refused)
         events.emit(ERROR, message=str(refused)[:500], checkpoint=str(resume))
