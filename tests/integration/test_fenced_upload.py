@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from contract.files import CHECKPOINTS_DIR, WEIGHTS_DIR, atomic_write, checkpoint_name, sha256_of
-from contract.manifest import Manifest
+from contract.manifest import Manifest, WeightsManifest
 from runner import layout
 from runner.store.base import Progress
 from runner.lease import LeaseHolder
@@ -42,8 +42,12 @@ def write_checkpoint(workdir: Path, step: int, payload: bytes) -> Manifest:
     return manifest
 
 
-def write_weights(workdir: Path, payload: bytes) -> None:
-    atomic_write(workdir / WEIGHTS_DIR / "final.pt", payload)
+def write_weights(workdir: Path, payload: bytes, name: str = "final") -> None:
+    """Weights and the manifest the trainer writes beside them (without it nothing is uploaded)."""
+    path = workdir / WEIGHTS_DIR / f"{name}.pt"
+    atomic_write(path, payload)
+    atomic_write(path.with_suffix(".json"), WeightsManifest(
+        size=len(payload), sha256=sha256_of(path), step=STEP, epoch=1, written_at=time.time()).to_json())
 
 
 def syncer(job: JobStore, workdir: Path, session: str, lease: LeaseHolder) -> Syncer:
@@ -117,7 +121,9 @@ def test_a_fenced_upload_never_replaces_the_new_holders_object(
         assert job_b.list(layout.CHECKPOINTS) == [f"step-{STEP:09d}.json", f"step-{STEP:09d}.pt"]
     else:
         assert job_b.get_bytes(final) == b_payload, "session A's late weights replaced session B's"
-        assert job_b.list(WEIGHTS_DIR) == ["final.pt"]
+        assert job_b.list(WEIGHTS_DIR) == ["final.json", "final.pt"]
+        stored = WeightsManifest.model_validate_json(job_b.get_bytes(f"{WEIGHTS_DIR}/final.json") or b"")
+        assert stored.token == b.token and stored.sha256 == sha256_of(sync_b.workdir / final)
     assert upload_names(job_b) == [], "an upload of session A (or B) was left behind"
     assert a_puts and final not in a_puts, f"session A uploaded under the final name: {a_puts}"
 
@@ -136,7 +142,7 @@ def test_a_tick_moves_each_large_object_into_place_and_leaves_no_upload_behind(
     sync = syncer(job, tmp_path / "wa", "session-a", lease)
     written = {step: write_checkpoint(sync.workdir, step, os.urandom(200_000 + step)) for step in (10, 20)}
     write_weights(sync.workdir, b"final weights")
-    atomic_write(sync.workdir / WEIGHTS_DIR / "best-evalai.pt", b"best weights")
+    write_weights(sync.workdir, b"best weights", "best-evalai")
     moves: list[tuple[str, str]] = []
     move = job.move
     monkeypatch.setattr(job, "move", lambda src, dst: (moves.append((src, dst)), move(src, dst))[1])
