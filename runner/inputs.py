@@ -17,6 +17,7 @@ from pathlib import Path
 from contract.config import PRETRAINED_IMAGENET
 from contract.files import sha256_of
 from runner import layout
+from runner.pull import fetch_verified
 from runner.store import JobStore
 
 log = logging.getLogger("runner")
@@ -59,11 +60,10 @@ def local_pretrained(pretrained: str, job: JobStore, workdir: Path) -> str:
     if manifest is None:
         raise InputMissing(f"model.pretrained {pretrained} is not on this machine and not in the store "
                            f"({layout.input_key(PRETRAINED)}); copy it here or submit from the machine that has it")
-    if not (target.is_file() and sha256_of(target) == manifest["sha256"]):
-        if not job.get_file(layout.input_key(PRETRAINED), target) or sha256_of(target) != manifest["sha256"]:
-            target.unlink(missing_ok=True)
-            raise InputMissing(f"{layout.input_key(PRETRAINED)} in the store does not match its manifest; "
-                               f"submit again from the machine that has {pretrained}")
+    if not (target.is_file() and sha256_of(target) == manifest["sha256"]):  # an earlier attempt's download
+        problem = fetch_verified(job, layout.input_key(PRETRAINED), target, manifest["size"], manifest["sha256"])
+        if problem:
+            raise InputMissing(f"{problem}; submit again from the machine that has {pretrained}")
         log.info("model.pretrained %s is not on this machine: using the store's copy", pretrained)
     return str(target)
 
@@ -75,6 +75,7 @@ def _stored_manifest(job: JobStore) -> dict | None:
         manifest = json.loads(data) if data else None
     except ValueError:
         return None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("sha256"), str):
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("sha256"), str) \
+            or not isinstance(manifest.get("size"), int):
         return None
     return manifest

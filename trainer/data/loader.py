@@ -43,6 +43,12 @@ def decode_image(path: Path) -> np.ndarray:
     return image
 
 
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """An (H, W, 3) image as the network's (3, H, W) tensor: the one conversion training,
+    validation and predict share, so predict sees exactly what validation saw."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
 class KeypointDataset(Dataset):
     """Frames of one split with their cached keypoints, transformed per (epoch, index).
 
@@ -74,7 +80,7 @@ class KeypointDataset(Dataset):
             decode_image(Path(self.image_paths[index])), self.keypoints[index], epoch=epoch, index=index
         )
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "image": image_tensor(image),
             "keypoints": torch.from_numpy(keypoints),
             "frame_id": str(self.frame_ids[index]),
             "index": index,

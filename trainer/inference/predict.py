@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from contract.files import atomic_write
+from trainer.data.loader import image_tensor
 from trainer.data.transforms import ValidTransform
 from trainer.evaluation.camera import DEFAULT_MIN_CONFIDENCE
 from trainer.evaluation.heatmaps import keypoints_from_heatmaps
@@ -78,10 +79,7 @@ class Predictor:
 
     def keypoints(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """(57, 3) x, y in pixels of each RGB image, and confidence."""
-        batch = torch.stack([
-            torch.from_numpy(np.ascontiguousarray(self.transform(image, _NO_KEYPOINTS)[0].transpose(2, 0, 1)))
-            for image in images
-        ])
+        batch = torch.stack([image_tensor(self.transform(image, _NO_KEYPOINTS)[0]) for image in images])
         with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.amp):
             logits = self.net(network_input(batch, self.device))
         probabilities = self.probabilities(logits).cpu()
