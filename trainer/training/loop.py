@@ -133,7 +133,7 @@ class Trainer:
         self.last_metrics: dict[str, float] = {}  # the newest epoch's, stored with the final weights
         self.finished: str | None = None
         self.writer = BackgroundWriter(workdir / CHECKPOINTS_DIR, config.checkpoint.keep_last)
-        self.tensorboard = SummaryWriter(str(workdir / TENSORBOARD_DIR))
+        self.tensorboard: SummaryWriter | None = None  # opened by run(), once the resume point is known
         self.resume_samples = 0
         self.last_checkpoint = time.monotonic()
 
@@ -223,6 +223,11 @@ class Trainer:
     def run(self) -> str:
         """Train to the end; returns why it finished (max_epochs or early_stopping)."""
         if self.finished is None:
+            # Scalars are per epoch (global step = epoch + 1). An earlier attempt or session may have
+            # logged epochs this one trains again (cut off before their checkpoint reached the store):
+            # purge_step tells TensorBoard to drop those, so the job's files read as one run.
+            self.tensorboard = SummaryWriter(str(self.workdir / TENSORBOARD_DIR),
+                                             purge_step=self.model.position.epoch + 1)
             validation = self._validation_engine()
             engine = Engine(self.model.train_step)
             attach_metrics(engine, [EpochLoss()])
@@ -253,7 +258,8 @@ class Trainer:
 
     def close(self) -> None:
         self.writer.wait()
-        self.tensorboard.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
 
 
 def finish_writes(writer: BackgroundWriter, error: BaseException) -> BaseException:
