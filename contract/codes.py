@@ -13,6 +13,7 @@ class TrainerExit(IntEnum):
     STOPPED = 76  # stopped on request (SIGTERM/SIGINT/parent death) after saving a checkpoint
     BAD_CHECKPOINT = 77  # the resume checkpoint cannot be loaded: fall back to an older one
     NO_SPACE = 78  # no space left on the work dir's disk (the message says how much a checkpoint needs)
+    UNRUNNABLE = 79  # the attempt cannot run on this machine (fewer GPUs than resources.gpus): not retried
 
 
 class RunnerExit(IntEnum):
@@ -33,6 +34,7 @@ OOM_TEXT = "CUDA out of memory"
 FAULT_OOM_ABOVE = "TRAINER_FAULT_OOM_ABOVE"  # raise OOM when batch × H × W (halved with act. ckpt) exceeds it
 FAULT_CRASH_AT_STEP = "TRAINER_FAULT_CRASH_AT_STEP"  # crash when this optimizer step is reached
 FAULT_ENOSPC_AT_STEP = "TRAINER_FAULT_ENOSPC_AT_STEP"  # checkpoint writes from this step on hit a full disk
+FAULT_RANK = "TRAINER_FAULT_RANK"  # with more than one process: the OOM and crash faults fire on this rank only
 
 # The phrase every disk-full message carries, so the supervisor can quote the trainer's line.
 NO_SPACE_TEXT = "no space left on device"

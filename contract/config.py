@@ -86,6 +86,8 @@ class TrainConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     deterministic: bool = Field(False, description="bit-exact resume on CPU; slower on CUDA")
     compile: bool = Field(False, description="torch.compile the model (CUDA; slow first steps)")
+    sync_bn: bool | None = Field(None, description="SyncBatchNorm across GPUs when resources.gpus > 1; "
+                                 "unset: on when the per-GPU batch is below 8 (CUDA only)")
 
 
 class LoaderConfig(Section):

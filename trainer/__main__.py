@@ -127,8 +127,16 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from trainer.training.loop import run_training  # torch and the data stack load only for training
+    # torch and the data stack load only for training
+    from contract.config import AttemptConfig
+    from trainer.training.distributed import launch
+    from trainer.training.loop import run_training
 
+    if args.nproc_per_node > 1:  # the launcher: each rank runs this command without the option
+        rank_args = ["train", "--config", str(args.config), "--workdir", str(args.workdir)]
+        rank_args += ["--resume", str(args.resume)] if args.resume else []
+        device = AttemptConfig.load(args.config).train.device
+        return launch(rank_args, args.nproc_per_node, args.workdir, device)
     return run_training(args.config, args.workdir, args.resume)
 
 
@@ -218,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", type=Path, required=True, help="resolved attempt config (YAML)")
     train.add_argument("--workdir", type=Path, required=True, help="where checkpoints, events and logs go")
     train.add_argument("--resume", type=Path, default=None, help="checkpoint to continue from")
+    train.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
+                       help="N > 1: launch N ranks with torchrun (one per GPU; CPU processes with train.device: cpu)")
     train.set_defaults(run=_train)
     return parser
 

@@ -43,3 +43,28 @@ def test_sampler_shards_ranks_disjointly() -> None:
     single.set_epoch(1)
     order = [index for index, _ in single]
     assert shards[0][:4] + shards[1][:4] == order[0:8:2] + order[1:8:2]
+
+
+def shard(size: int, rank: int, world: int, start: int = 0, epoch: int = 3) -> list[int]:
+    sampler = ResumableSampler(size, seed=5, rank=rank, world_size=world)
+    sampler.set_epoch(epoch, start)
+    assert len(sampler) == len(list(sampler))
+    return [index for index, _ in sampler]
+
+
+@pytest.mark.parametrize("size", [9, 10, 13])
+def test_two_ranks_resumed_at_a_global_position_continue_their_own_sequences(size: int) -> None:
+    """The start is global (steps x batch x world): each rank resumes with its own next samples."""
+    for start in range(0, size, 2):
+        for rank in range(2):
+            assert shard(size, rank, 2, start) == shard(size, rank, 2)[start // 2:]
+
+
+def test_a_resume_on_another_world_size_takes_the_rest_of_the_epoch_exactly_once() -> None:
+    full = shard(12, 0, 1)
+    consumed = 6  # six samples trained by two ranks, then resumed on three
+    rest = [index for rank in range(3) for index in shard(12, rank, 3, consumed)]
+    assert sorted(rest) == sorted(full[consumed:])
+    padded = [shard(11, rank, 3, 4) for rank in range(3)]  # 7 left: padded to 9 from the order's start
+    assert [len(s) for s in padded] == [3, 3, 3]
+    assert set(shard(11, 0, 1)[4:]) <= set(sum(padded, []))

@@ -110,10 +110,12 @@ def build_dataset(
 class ResumableSampler(Sampler[tuple[int, int]]):
     """Epoch order as a pure function of (seed, epoch), startable at any position.
 
-    With ``world_size`` > 1 each rank takes every world_size-th sample of the common order
-    (padded by wrapping so that ranks get equal counts), as DistributedSampler does.
-    ``start_index`` counts this rank's samples already consumed in the epoch (steps x batch
-    size), so a resume is exact even when the batch size changed between attempts.
+    ``start_index`` is a position in the epoch's common order: the samples all ranks together have
+    consumed (steps x batch size x world size). With ``world_size`` > 1 each rank takes every
+    world_size-th sample of the order from there, as DistributedSampler does, the order padded by
+    wrapping round to its start so that ranks get equal counts (DDP steps in lockstep). Because
+    the position is global, a resume is exact when the batch size changed between attempts, and
+    it stays valid when the number of processes changed.
     """
 
     def __init__(
@@ -130,33 +132,34 @@ class ResumableSampler(Sampler[tuple[int, int]]):
         self.start_index = 0
 
     def set_epoch(self, epoch: int, start_index: int = 0) -> None:
-        if not 0 <= start_index <= self.per_rank:
-            raise ValueError(f"start_index {start_index} is not in [0, {self.per_rank}]")
+        if not 0 <= start_index <= self.size:
+            raise ValueError(f"start_index {start_index} is not in [0, {self.size}]")
         self.epoch = epoch
         self.start_index = start_index
 
-    @property
-    def per_rank(self) -> int:
-        return -(-self.size // self.world_size)
-
     def order(self, epoch: int) -> np.ndarray:
-        """This rank's full order of dataset indices for ``epoch``."""
+        """The full order of dataset indices for ``epoch``, common to all ranks."""
         if self.shuffle:
-            order = np.random.default_rng(np.random.SeedSequence([self.seed, epoch])).permutation(self.size)
-        else:
-            order = np.arange(self.size)
-        total = self.per_rank * self.world_size
-        if total > self.size:
-            order = np.resize(order, total)
-        return order[self.rank :: self.world_size]
+            return np.random.default_rng(np.random.SeedSequence([self.seed, epoch])).permutation(self.size)
+        return np.arange(self.size)
+
+    def _shard(self) -> np.ndarray:
+        """This rank's indices from ``start_index`` on. The padding always wraps from the start of
+        the order, so a run resumed at a multiple of the world size pads as the run never stopped."""
+        remaining = self.size - self.start_index
+        padded_end = self.start_index + -(-remaining // self.world_size) * self.world_size
+        order = self.order(self.epoch)
+        if padded_end > self.size:
+            order = np.resize(order, padded_end)
+        return order[self.start_index + self.rank : padded_end : self.world_size]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
-        for index in self.order(epoch)[self.start_index :]:
+        for index in self._shard():
             yield int(index), epoch
 
     def __len__(self) -> int:
-        return self.per_rank - self.start_index
+        return -(-(self.size - self.start_index) // self.world_size)
 
 
 def make_loader(

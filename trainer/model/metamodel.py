@@ -6,6 +6,7 @@ argus 1.1 has no AMP and no gradient accumulation, so `train_step` is ours; ever
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ import torch
 from argus.engine import State
 from torch import Tensor, nn
 
-from contract.codes import FAULT_CRASH_AT_STEP, FAULT_OOM_ABOVE, OOM_TEXT
+from contract.codes import FAULT_CRASH_AT_STEP, FAULT_OOM_ABOVE, FAULT_RANK, OOM_TEXT
 from trainer.model.heads import KeypointNet
 from trainer.model.loss import heatmap_loss
 
@@ -50,7 +51,7 @@ class Position:
     """Where training stands: what a checkpoint must restore to continue at the exact sample."""
 
     epoch: int = 0
-    samples: int = 0  # samples of this epoch already consumed (its position in the sampler's order)
+    samples: int = 0  # samples of this epoch all ranks together consumed (the position in the sampler's order)
     step: int = 0  # optimizer steps since the start of the job
     pending: int = 0  # micro-batches accumulated since the last optimizer step
 
@@ -61,19 +62,26 @@ class HeatmapModel(argus.Model):
     loss = HeatmapLoss
     prediction_transform = ToProbabilities
 
-    def setup(self, amp: bool, accumulation: int) -> None:
-        """Training settings argus does not know: AMP and gradient accumulation."""
+    def setup(self, amp: bool, accumulation: int, rank: int = 0, world_size: int = 1) -> None:
+        """Training settings argus does not know: AMP, gradient accumulation, and the ranks."""
         self.amp = amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.accumulation = accumulation
         self.position = Position()
         self.epoch_end = 0  # the sample position after the epoch's last batch; set per epoch
+        self.rank, self.world_size = rank, world_size
+        # Training's forward and backward go through DistributedDataParallel when there are ranks;
+        # nn_module stays the plain network, so checkpoints, weights and validation never see it.
+        self.ddp: nn.Module | None = None
 
     def _inputs(self, batch: dict) -> tuple[Tensor, Tensor]:
         return network_input(batch["image"], self.device), batch["keypoints"].to(self.device, non_blocking=True)
 
     def _inject_faults(self, images: Tensor) -> None:
         """Test-only faults of the runner contract (DESIGN §4); inert unless the variable is set."""
+        only = os.environ.get(FAULT_RANK)
+        if only and int(only) != self.rank:
+            return
         limit = os.environ.get(FAULT_OOM_ABOVE)
         if limit:
             b, _, h, w = images.shape
@@ -91,14 +99,19 @@ class HeatmapModel(argus.Model):
         self.train()
         images, keypoints = self._inputs(batch)
         self._inject_faults(images)
-        with torch.autocast(self.device.type, enabled=self.amp):
-            logits = self.nn_module(images)
-        loss = self.loss(logits, keypoints)
-        self.scaler.scale(loss / self.accumulation).backward()
         position = self.position
         position.pending += 1
-        position.samples += images.shape[0]
-        if position.pending >= self.accumulation or position.samples >= self.epoch_end:
+        position.samples += images.shape[0] * self.world_size
+        steps = position.pending >= self.accumulation or position.samples >= self.epoch_end
+        network = self.ddp if self.ddp is not None else self.nn_module
+        # Ranks exchange gradients only on the micro-batch that ends an optimizer step.
+        no_sync = network.no_sync() if self.ddp is not None and not steps else contextlib.nullcontext()
+        with no_sync:
+            with torch.autocast(self.device.type, enabled=self.amp):
+                logits = network(images)
+            loss = self.loss(logits, keypoints)
+            self.scaler.scale(loss / self.accumulation).backward()
+        if steps:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)

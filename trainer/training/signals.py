@@ -47,12 +47,12 @@ class StopFlag:
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self._handle)
         signal.signal(signal.SIGINT, self._handle)
-        _die_with_parent()
+        die_with_parent()
         if os.getppid() == 1:  # the parent was gone before the request took effect
             self.reason = "parent exited"
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Ask Linux for SIGTERM when the supervisor dies, so no training runs unsupervised."""
     if not sys.platform.startswith("linux"):
         return
