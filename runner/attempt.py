@@ -28,6 +28,17 @@ def attempt_config(spec: JobSpec, rung: Rung, train_dir: Path, valid_dir: Path,
     )
 
 
+def train_command(config: Path, workdir: Path, resume: Path | None, gpus: int) -> list[str]:
+    """`python -m trainer train ...` (DESIGN §4); with more than one GPU the trainer runs itself
+    under torchrun, one rank per GPU (DESIGN §9)."""
+    cmd = [sys.executable, "-m", "trainer", "train", "--config", str(config), "--workdir", str(workdir)]
+    if resume is not None:
+        cmd += ["--resume", str(resume)]
+    if gpus > 1:
+        cmd += ["--nproc-per-node", str(gpus)]
+    return cmd
+
+
 def prepare_command(data: DataSpec, *, plan: bool = False) -> list[str]:
     """`python -m trainer prepare ...`: renders, downloads or checks the data and derives its
     keypoints; prints the split dirs. With `plan`: changes nothing, prints which files a store's

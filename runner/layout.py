@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from contract.files import CHECKPOINTS_DIR, checkpoint_name, manifest_name, parse_checkpoint_name
+from contract.files import CHECKPOINTS_DIR, TENSORBOARD_DIR, checkpoint_name, manifest_name, parse_checkpoint_name
 
 JOB_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -64,6 +64,7 @@ CANCEL = "cancel.json"
 LEASES = "lease"
 CHECKPOINTS = CHECKPOINTS_DIR
 LOGS = "logs"
+TENSORBOARD = TENSORBOARD_DIR
 INPUTS = "inputs"
 BAD_SUFFIX = ".bad"
 UPLOAD_PREFIX = ".upload-"  # a session's own name for a large object on its way up
@@ -107,6 +108,15 @@ def log_key(session: str, name: str) -> str:
     if not SESSION_ID.fullmatch(session):
         raise UnsafeName(f"session id {session!r} is not a safe store key")
     return f"{LOGS}/{session}/{check_relative(name)}"
+
+
+def tensorboard_key(relative: str) -> str:
+    """Where a TensorBoard event file goes: `relative` is its path under WORK/tensorboard, and
+    every session's files share this one folder, so TensorBoard reads the whole job as one run
+    whose curves continue across sessions. No session-dependent part is needed to keep sessions
+    apart: each writer's file name carries its creation time, host and pid. (Stores written
+    before this layout have them per session, under `logs/SESSION/tensorboard/`.)"""
+    return f"{TENSORBOARD}/{check_relative(relative)}"
 
 
 def upload_key(key: str, session: str) -> str:

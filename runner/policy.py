@@ -63,6 +63,10 @@ def next_action(exit_code: int, stderr_tail: str, rung_index: int, ladder: Seque
         said = [line for line in stderr_tail.splitlines() if NO_SPACE_TEXT in line]
         reason = said[-1].split(NO_SPACE_TEXT, 1)[1] if said else " in the work dir"
         return Action("fail", rung_index, f"{NO_SPACE_TEXT}{reason.rstrip()}")
+    if exit_code == TrainerExit.UNRUNNABLE:  # e.g. fewer GPUs than resources.gpus: no retry can help
+        said = [line for line in stderr_tail.splitlines() if line.strip()]
+        return Action("fail", rung_index, said[-1].removeprefix("error: ") if said else
+                      "the trainer cannot run on this machine")
     if exit_code == TrainerExit.BAD_CHECKPOINT:
         return Action("fall_back", rung_index,
                       "the trainer cannot load the checkpoint it was given; marking it bad and resuming "

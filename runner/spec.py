@@ -22,6 +22,7 @@ from pydantic.fields import FieldInfo
 from contract.config import (MAX_BATCH, MAX_FRAMES, MAX_SEED, CheckpointConfig, InputSize, LoaderConfig, ModelConfig, Rung,
                              Section, TrainConfig)
 from runner.ladder import build_ladder
+from runner.notify import MAX_ENTRIES, WHAT, entry_problem
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 
@@ -172,18 +173,9 @@ class SessionSpec(Section):
 
 
 class ResourcesSpec(Section):
-    gpus: int = Field(1, ge=1, le=64)
+    gpus: int = Field(1, ge=1, le=64, description="more than 1: one process per GPU under torchrun (DDP); "
+                      "with train.device: cpu, that many CPU processes")
     max_restarts: int = Field(3, ge=0, le=100)
-
-    @field_validator("gpus")
-    @classmethod
-    def _one_gpu(cls, value: int) -> int:
-        if value > 1:
-            raise ValueError(
-                f"{value} GPUs are not supported yet: one trainer runs on one GPU; set resources.gpus: 1 "
-                "(multi-GPU training with torchrun is planned, DESIGN §9)"
-            )
-        return value
 
 
 class JobSpec(Section):
@@ -199,6 +191,8 @@ class JobSpec(Section):
     sync: SyncSpec = SyncSpec()
     session: SessionSpec = SessionSpec()
     resources: ResourcesSpec = ResourcesSpec()
+    notify: list[str] = Field(default_factory=list, description="where messages go: apprise URLs or ${NAME} "
+                                                                "references, expanded on the machine that sends")
 
     @field_validator("name")
     @classmethod
@@ -215,6 +209,26 @@ class JobSpec(Section):
     @classmethod
     def _store(cls, value: str) -> str:
         return check_store_url(value)
+
+    @field_validator("notify", mode="before")
+    @classmethod
+    def _notify(cls, value: Any) -> Any:
+        """Every entry checked here, before pydantic's own errors could repeat one: an entry may
+        be a pasted secret, so no message quotes it."""
+        if value is None:  # `notify:` with nothing under it
+            return []
+        if not isinstance(value, list):
+            raise ValueError(f"must be a list, one entry per line starting with '- ', each {WHAT}")
+        if len(value) > MAX_ENTRIES:
+            raise ValueError(f"has {len(value)} entries; at most {MAX_ENTRIES} are allowed")
+        problems = []
+        for index, entry in enumerate(value):
+            problem = entry_problem(entry) if isinstance(entry, str) else f"must be text: {WHAT}"
+            if problem:
+                problems.append(Problem(path=f"notify[{index}]", message=problem))
+        if problems:
+            raise _CrossFieldError(problems)
+        return value
 
     @model_validator(mode="after")
     def _cross_fields(self) -> JobSpec:

@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -27,12 +26,13 @@ from contract.files import (ATTEMPT_CONFIG, ATTEMPT_STDERR, CHECKPOINTS_DIR, EVE
                             checkpoint_name, sha256_of)
 from contract.manifest import Manifest
 from runner import layout
-from runner.attempt import attempt_config, prepare_command
+from runner.attempt import attempt_config, prepare_command, train_command
 from runner.checkpoints import restore_candidates
 from runner.data_cache import DataCache, data_record, describe, read_plan
 from runner.deadline import deadline, session_start
 from runner.inputs import keep_inputs, local_pretrained, needs_pretrained
 from runner.lease import LeaseHolder
+from runner.notify import Notifier, session_end_message, step_down_message
 from runner.policy import TAKEN_OVER, Action, next_action
 from runner.pull import fetch_verified, remote_manifests
 from runner.spec import JobSpec, dump_spec
@@ -96,6 +96,7 @@ class Supervisor:
         self.not_uploaded: list[str] = []  # work-dir files the store never got, when it did not
         self._training_since: float | None = None  # monotonic time training was last accounted
         self._training_lock = threading.Lock()
+        self.notifier = Notifier.for_session(spec.notify, os.environ)  # done, failed, paused, OOM, take-over
 
     # -- session bookkeeping -------------------------------------------------------------------
 
@@ -245,9 +246,7 @@ class Supervisor:
         else:
             pretrained = None
         attempt_config(self.spec, rung, *dirs, pretrained=pretrained).save(config)
-        cmd = [sys.executable, "-m", "trainer", "train", "--config", str(config), "--workdir", str(self.workdir)]
-        if resume is not None:
-            cmd += ["--resume", str(resume)]
+        cmd = train_command(config, self.workdir, resume, self.spec.resources.gpus)
         stderr = (folder / ATTEMPT_STDERR).open("w")
         log.info("attempt %d on rung %s%s", attempt, rung.describe(), f", resuming {resume.name}" if resume else "")
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -293,6 +292,7 @@ class Supervisor:
             self.lease.stop_renewing()  # the release must be the last lease object
             if self.syncer is None or self.flushed:  # failed before any upload, or all is up
                 self._release()
+            self.notifier.close()  # the session's last message goes out before the process ends
 
     def _release(self) -> None:
         try:
@@ -347,6 +347,10 @@ class Supervisor:
                 log.error("the store stayed unreachable: %d file(s) are only in %s (%s); run `runner attach %s "
                           "--workdir %s` on this machine to upload them and go on", len(self.not_uploaded),
                           self.workdir, ", ".join(self.not_uploaded[:5]), self.spec.name, self.workdir)
+            ended = session_end_message(self.state, self.store.url, taken_over=fenced, not_uploaded=self.not_uploaded,
+                                        workdir=str(self.workdir))
+            if ended is not None:  # after the final flush: `done` means in the store
+                self.notifier.send(ended)
 
     def _attempts(self, dirs: tuple[Path, Path], resume: Path | None) -> int:
         """Launch attempts and carry out what `policy.next_action` decides after each."""
@@ -411,6 +415,7 @@ class Supervisor:
         if action.kind in ("step_down", "restart", "fall_back"):
             if action.kind == "step_down":
                 self.state.rungs_by_gpu[self.gpu] = action.rung_index
+                self.notifier.send(step_down_message(self.spec.name, self.gpu, index, self.ladder, action.rung_index))
             log.warning("%s", action.message)
             return None
         if action.kind in ("done", "pause"):

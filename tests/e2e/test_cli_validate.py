@@ -57,12 +57,13 @@ def test_json_keys_are_stable(t4_with_a_bucket: Path) -> None:
     document = json.loads(run("validate", str(t4_with_a_bucket), "--json").stdout)
     spec = document["spec"]
     assert set(document) == {"spec", "ladder"}
-    assert set(spec) == {"name", "store", "data", "model", "train", "oom", "checkpoint", "sync", "session", "resources"}
+    assert set(spec) == {"name", "store", "data", "model", "train", "oom", "checkpoint", "sync", "session", "resources",
+                         "notify"}
     assert set(spec["data"]) == {"source", "root", "splits", "frames", "valid_frames", "seed", "num_workers"}
     assert set(spec["model"]) == {"arch", "num_keypoints", "pretrained"}
     assert set(spec["train"]) == {"batch_size", "input_size", "stride", "sigma", "lr", "max_epochs",
                                   "early_stopping_epochs", "reduce_lr_factor", "reduce_lr_patience", "amp", "seed",
-                                  "device", "deterministic", "compile"}
+                                  "device", "deterministic", "compile", "sync_bn"}
     assert set(spec["checkpoint"]) == {"every_minutes", "every_epochs", "keep_last"}
     assert set(spec["resources"]) == {"gpus", "max_restarts"}
     assert all(set(rung) == {"batch_size", "input_size", "accumulation", "activation_checkpointing"}

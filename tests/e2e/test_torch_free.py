@@ -18,9 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
+from matplotlib.image import imread
 
 from runner.store import Store
 from runner.trainer_check import INSTALL_HINT
+from tests.unit.test_plot import epoch_event, start
 from tests.unit.test_torch_free import DEMO_STATE, check_store_results, make_store, store_commands
 
 ROOT = Path(__file__).parents[2]
@@ -90,7 +92,8 @@ def test_the_runner_alone_has_no_torch(runner_only: Path, tmp_path: Path) -> Non
     found = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path,
                            env=clean_env()).stdout.splitlines()
     assert Path(found[0]).is_relative_to(runner_only.parent)  # the installed copy, not this checkout
-    for name in ("torch", "torchvision", "numpy", "scipy", "opencv-python-headless", "tensorboard"):
+    # numpy is not among them: it comes with matplotlib, which the base install has for `runner plot`
+    for name in ("torch", "torchvision", "scipy", "opencv-python-headless", "tensorboard"):
         assert name in found[1]
     assert found[1].endswith(INSTALL_HINT)
 
@@ -115,6 +118,20 @@ def test_store_commands_in_the_runner_alone(runner_only: Path, tmp_path: Path, k
     assert Store(url).job("queued").get_bytes("cancel.json") is not None
     state = json.loads(Store(url).job("demo").get_bytes("state.json"))
     assert state == DEMO_STATE  # reading changed nothing
+
+
+def test_plot_in_the_runner_alone(runner_only: Path, tmp_path: Path) -> None:
+    """`runner plot` draws with the matplotlib the base install brings, without torch."""
+    store = make_store(tmp_path)
+    events = [start(0, 0, t=1), epoch_event(0, 10, 0.1, 0.9, t=2), epoch_event(1, 20, 0.3, 0.7, t=3)]
+    (store / "demo" / "logs" / "s2" / "events.jsonl.000002").write_text("".join(json.dumps(e) + "\n" for e in events))
+    result = run(runner_only, "plot", "demo", "--store", str(store), "--out", str(tmp_path / "demo.png"), "--json",
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert [(s["metric"], s["points"]) for s in shown["series"]] == [
+        ("val_evalai", 2), ("val_loss", 2), ("train_loss", 2)]
+    assert imread(tmp_path / "demo.png").shape == (120 + 260 * 3, 1000, 4)  # it opens: one panel a series
 
 
 

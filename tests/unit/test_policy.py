@@ -90,3 +90,11 @@ def test_a_full_disk_fails_with_the_trainers_words() -> None:
     assert (action.kind, action.runner_exit, action.crashed) == ("fail", RunnerExit.FAILED, False)
     assert action.message == "no space left on device in /w (needs about 18 MB for a checkpoint); free space there"
     assert decide(TrainerExit.NO_SPACE).message == "no space left on device in the work dir"
+
+
+def test_a_machine_that_cannot_run_the_attempt_fails_at_once_with_the_trainers_line() -> None:
+    said = "error: resources.gpus is 4 but 1 CUDA GPU is visible on this machine; set resources.gpus: 1"
+    action = decide(TrainerExit.UNRUNNABLE, stderr=f"loading\n{said}\n", restarts=0)
+    assert (action.kind, action.phase, action.runner_exit) == ("fail", "failed", RunnerExit.FAILED)
+    assert action.message == said.removeprefix("error: ") and not action.crashed
+    assert decide(TrainerExit.UNRUNNABLE).message == "the trainer cannot run on this machine"

@@ -13,10 +13,10 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
-from contract.codes import TrainerExit
 from contract.config import AttemptConfig
-from runner.attempt import attempt_config, prepare_command
+from runner.attempt import attempt_config, prepare_command, train_command
 from runner.deadline import deadline, session_start
+from runner.notify import session_targets
 from runner.policy import next_action
 from runner.spec import JobSpec, SpecError, parse_spec
 from runner.store import Store
@@ -25,7 +25,7 @@ from runner.supervisor import lease_ttl_s
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
 BASE = {"name": "j", "store": "./runs", "data": {"source": "synthetic"}, "session": {"max_hours": 12}}
 # Leaves with exactly one allowed value today: nothing to read until they allow a second.
-SINGLE_VALUED = {"model.num_keypoints", "train.stride", "resources.gpus"}
+SINGLE_VALUED = {"model.num_keypoints", "train.stride"}
 # Values for leaves whose alternatives depend on other fields.
 ALTERNATIVES: dict[str, list[Any]] = {
     "train.batch_size": [4],
@@ -35,6 +35,8 @@ ALTERNATIVES: dict[str, list[Any]] = {
     "session.start": ["2026-11-30T20:00:00+00:00"],
     "model.pretrained": ["backbone.pth"],
     "session.max_hours": [6.0],
+    "train.sync_bn": [True],
+    "notify": [["${SLACK_URL}"]],
 }
 
 
@@ -64,11 +66,13 @@ def consumers(spec: JobSpec) -> dict[str, Any]:
         "attempt": attempt_config(spec, ladder[0], Path("train"), Path("valid"),
                                   pretrained=spec.model.pretrained).model_dump(),
         "prepare": prepare_command(spec.data),
+        "train": train_command(Path("config.yaml"), Path("work"), None, spec.resources.gpus),
         "ladder": ladder,
         "deadline": deadline(start, spec.session.max_hours, spec.session.margin_minutes),
         "lease_ttl_s": lease_ttl_s(spec.sync.every_seconds),
         "crashes": [next_action(1, "", 0, ladder, n, spec.resources.max_restarts, None).kind for n in range(16)],
         "store": (job.url, job.name),
+        "notify": session_targets(spec.notify, {"SLACK_URL": "ntfy://topic"}),
     }
 
 
@@ -128,14 +132,11 @@ def test_every_spec_leaf_changes_what_the_supervisor_hands_out() -> None:
     assert len(checked) >= 35
 
 
-def test_resources_gpus_above_one_is_refused_with_the_fix() -> None:
-    try:
-        parse_spec({"name": "j", "resources": {"gpus": 2}})
-    except SpecError as error:
-        assert [p.path for p in error.problems] == ["resources.gpus"]
-        assert "set resources.gpus: 1" in str(error)
-    else:
-        raise AssertionError("gpus: 2 was accepted")
+def test_resources_gpus_above_one_launches_torchrun_ranks() -> None:
+    spec = parse_spec({"name": "j", "resources": {"gpus": 4}})
+    command = train_command(Path("c.yaml"), Path("w"), Path("ckpt.pt"), spec.resources.gpus)
+    assert command[-4:] == ["--resume", "ckpt.pt", "--nproc-per-node", "4"]
+    assert "--nproc-per-node" not in train_command(Path("c.yaml"), Path("w"), None, 1)
 
 
 def test_every_attempt_config_leaf_is_read_by_the_trainer() -> None:

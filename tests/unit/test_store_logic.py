@@ -22,6 +22,10 @@ def test_keys_are_under_the_job() -> None:
     assert layout.job_key("demo", layout.lease_key(42)) == "demo/lease/000000042.json"
     assert layout.job_key("demo", layout.log_key("s-1", "trainer.log")) == "demo/logs/s-1/trainer.log"
     assert layout.job_key("demo", layout.weights_key("best-evalai.pt")) == "demo/weights/best-evalai.pt"
+    # one folder for the job's TensorBoard run, whichever session wrote the file
+    name = "events.out.tfevents.1700000000.host.42.0"
+    assert layout.job_key("demo", layout.tensorboard_key(name)) == f"demo/tensorboard/{name}"
+    assert layout.tensorboard_key(f"sub/{name}") == f"tensorboard/sub/{name}"
 
 
 @pytest.mark.parametrize("call", [
@@ -32,6 +36,10 @@ def test_keys_are_under_the_job() -> None:
     lambda: layout.weights_key("/abs"),
     lambda: layout.log_key("..", "x"),
     lambda: layout.log_key("s", "a//b"),
+    lambda: layout.tensorboard_key("../lease/000000099.json"),
+    lambda: layout.tensorboard_key("/events.out.tfevents.1"),
+    lambda: layout.tensorboard_key("a\\events.out.tfevents.1"),
+    lambda: layout.tensorboard_key(""),
 ])
 def test_unsafe_names_are_refused(call) -> None:
     with pytest.raises(layout.UnsafeName):

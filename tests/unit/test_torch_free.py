@@ -183,6 +183,19 @@ def test_store_commands_without_the_trainer_stack(tmp_path: Path) -> None:
     assert (store / "queued" / "cancel.json").is_file()
 
 
+def test_plot_without_matplotlib_says_what_to_install(tmp_path: Path) -> None:
+    """matplotlib cannot import with numpy blocked: `runner plot` says so in one line, exit 2, no PNG
+    (tests/e2e/test_torch_free.py draws one in a real runner-only install, which has matplotlib)."""
+    store = make_store(tmp_path)
+    epoch = {"t": 1, "kind": "epoch", "epoch": 0, "step": 10, "metrics": {"val_loss": 0.5}}
+    (store / "demo" / "logs" / "s2" / "events.jsonl.000002").write_text(json.dumps(epoch) + "\n")
+    result = blocked_runner("plot", "demo", "--store", str(store), cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("runner plot needs matplotlib"), result.stderr
+    assert not (tmp_path / "demo.png").exists()
+
+
 def test_trainer_missing_names_the_blocked_stack_and_the_install_line() -> None:
     result = blocked("from runner.trainer_check import trainer_missing\nprint(trainer_missing())\n")
     assert result.returncode == 0, result.stderr
