@@ -23,13 +23,32 @@ from trainer.data.soccernet import read_split
 from trainer.data.synthetic.generate import generate
 from trainer.evaluation.camera import DEFAULT_MIN_CONFIDENCE
 from trainer.evaluation.challenge import CHALLENGE_THRESHOLD_PX
-from trainer.evaluation.pool import available_cpus
+from trainer.parallel import available_cpus
 from trainer.evaluation.scoring import DEFAULT_THRESHOLDS, calibrate_file, score_folder
+
+
+def _click_noise(text: str) -> float:
+    """argparse type: a standard deviation in px, ≥ 0."""
+    value = float(text)
+    if not 0.0 <= value <= 20.0:
+        raise argparse.ArgumentTypeError(f"--click-noise must be between 0 and 20 px, got {text}")
+    return value
+
+
+def _distortion(text: str) -> float:
+    """argparse type: radial k1 of a broadcast lens; beyond ±0.2 the lens model folds over."""
+    value = float(text)
+    if not -0.2 <= value <= 0.2:
+        raise argparse.ArgumentTypeError(f"--distortion (radial k1) must be between -0.2 and 0.2, got {text}")
+    return value
 
 
 def _synth(args: argparse.Namespace) -> int:
     before = {p.name for p in Path(args.dir).glob("*.jpg")} if Path(args.dir).is_dir() else set()
-    images = generate(Path(args.dir), args.frames, args.seed, args.width, args.height)
+    images = generate(
+        Path(args.dir), args.frames, args.seed, args.width, args.height,
+        click_noise=args.click_noise, distortion=args.distortion,
+    )
     reused = sum(p.name in before for p in images)
     print(f"synth: {len(images) - reused} frames written, {reused} already present, in {args.dir}")
     return 0
@@ -150,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--width", type=int, default=960)
     synth.add_argument("--height", type=int, default=540)
+    synth.add_argument(
+        "--click-noise", type=_click_noise, default=0.0, metavar="PX",
+        help="extra Gaussian scatter of the clicks, px (real annotations: about 1) [0]",
+    )
+    synth.add_argument(
+        "--distortion", type=_distortion, default=0.0, metavar="K1",
+        help="radial lens distortion k1, written to each NNNNN.camera.json (real broadcasts: about 0.03) [0]",
+    )
     synth.set_defaults(run=_synth)
 
     keypoints = commands.add_parser("keypoints", help="derive the 57 keypoints of each frame's annotation")

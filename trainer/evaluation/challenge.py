@@ -28,7 +28,7 @@ import numpy as np
 from SoccerNet.Evaluation.utils_calibration import get_polylines, mirror_labels, scale_points
 
 from trainer.evaluation.camera import DEFAULT_MIN_CONFIDENCE, estimate_camera
-from trainer.evaluation.pool import map_frames
+from trainer.parallel import map_frames
 
 log = logging.getLogger(__name__)
 

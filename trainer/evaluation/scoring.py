@@ -25,7 +25,7 @@ from contract.files import atomic_write
 from trainer.data.keypoints.table import NUM_KEYPOINTS
 from trainer.evaluation.camera import DEFAULT_MIN_CONFIDENCE, estimate_camera
 from trainer.evaluation.challenge import Scored, frame_accuracies, report_problems, summarise
-from trainer.evaluation.pool import map_frames
+from trainer.parallel import map_frames
 
 log = logging.getLogger(__name__)
 

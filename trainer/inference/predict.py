@@ -33,7 +33,7 @@ from trainer.data.loader import image_tensor
 from trainer.data.transforms import ValidTransform
 from trainer.evaluation.camera import DEFAULT_MIN_CONFIDENCE
 from trainer.evaluation.heatmaps import keypoints_from_heatmaps
-from trainer.evaluation.pool import MIN_FRAMES_PER_WORKER, available_cpus, map_frames
+from trainer.parallel import MIN_FRAMES_PER_WORKER, available_cpus, map_frames
 from trainer.inference.frames import DEFAULT_FPS, Frame, expand, frame_name, read_frames, unique
 from trainer.inference.outputs import camera_for, write_frame
 from trainer.inference.overlay import draw_overlay

@@ -78,6 +78,8 @@ _CIRCLE_CONICS = {
     )
     for name, c in PITCH_CIRCLES.items()
 }
+_JACOBIAN_STEP = 1.49e-8
+"""Relative forward-difference step: the square root of float64's epsilon, as SciPy's own."""
 _WORLD_SCALE = np.diag([50.0, 50.0, 1.0])
 """Pitch metres scaled to about ±1, so that all eight homography parameters have similar effect."""
 
@@ -113,27 +115,40 @@ def refine_homography(
         return homography
 
     def current(params: np.ndarray) -> np.ndarray:
-        step = np.eye(3)
-        step.ravel()[:8] += params
-        return base @ step @ unscale
+        """Homographies for a (B, 8) batch of parameter vectors: (B, 3, 3)."""
+        steps = np.tile(np.eye(3), (len(params), 1, 1))
+        steps.reshape(len(params), 9)[:, :8] += params
+        return base @ steps @ unscale
 
-    def residuals(params: np.ndarray) -> np.ndarray:
+    def batch_residuals(params: np.ndarray) -> np.ndarray:
+        """Residuals of every parameter vector in a batch at once: (B, residuals)."""
         h = current(params)
-        projected = world_h @ (h @ _WORLD_SCALE).T
+        projected = world_h @ (h @ _WORLD_SCALE).transpose(0, 2, 1)
         inverse = np.linalg.inv(h)
         image_lines = line_world @ inverse
-        line_res = np.einsum("ij,ij->i", image_lines, line_px) / np.hypot(*image_lines[:, :2].T)
-        back = conic_px @ inverse.T
-        qp = np.einsum("ijk,ik->ij", conic_world, back)
-        value = np.einsum("ij,ij->i", qp, back)
-        grad = 2.0 * np.linalg.norm((qp @ inverse)[:, :2], axis=1)
-        point_res = (projected[:, :2] / projected[:, 2:3] - image_xy).ravel()
-        return np.concatenate([point_res, line_res, value / (grad + 1e-12)])
+        line_res = np.einsum("bij,ij->bi", image_lines, line_px) / np.hypot(image_lines[..., 0], image_lines[..., 1])
+        back = conic_px @ inverse.transpose(0, 2, 1)
+        qp = np.einsum("ijk,bik->bij", conic_world, back)
+        value = np.einsum("bij,bij->bi", qp, back)
+        grad = 2.0 * np.linalg.norm((qp @ inverse)[..., :2], axis=-1)
+        point_res = (projected[..., :2] / projected[..., 2:3] - image_xy).reshape(len(params), -1)
+        return np.concatenate([point_res, line_res, value / (grad + 1e-12)], axis=1)
+
+    def residuals(params: np.ndarray) -> np.ndarray:
+        return batch_residuals(params[None])[0]
+
+    def jacobian(params: np.ndarray) -> np.ndarray:
+        """Forward differences, all eight steps in one batched evaluation (the per-call overhead
+        of eight separate ones was most of the derivation's time)."""
+        steps = _JACOBIAN_STEP * np.maximum(1.0, np.abs(params))
+        values = batch_residuals(np.vstack([params, params + np.diag(steps)]))
+        return ((values[1:] - values[0]) / steps[:, None]).T
 
     result = least_squares(
-        residuals, np.zeros(8), loss="soft_l1", f_scale=1.5, x_scale="jac", ftol=1e-6, xtol=1e-6, max_nfev=50
+        residuals, np.zeros(8), jac=jacobian, loss="soft_l1", f_scale=1.5, x_scale="jac",
+        ftol=1e-6, xtol=1e-6, max_nfev=50,
     )
-    refined = current(result.x)
+    refined = current(result.x[None])[0]
     w = np.c_[world_xy, np.ones(len(world_xy))] @ refined[2]
     if not result.success or not (w > 0).all() or np.linalg.det(refined) <= 0.0:
         return homography

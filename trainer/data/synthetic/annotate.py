@@ -2,6 +2,8 @@
 
 Clicks follow SoccerNet's conventions: points normalised by (width − 1, height − 1), 2-6 per
 straight line and 4-14 per visible arc, jittered like a hand, and no stub too short to click.
+Through a distorting lens (``View.k1``) lines are curves in the image, and the clicks are placed
+on those curves, as a person clicking on the picture would.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from trainer.data.synthetic.pitch import CIRCLES, SEGMENTS
 _MIN_LINE_PX = 12.0
 """Shorter visible stubs are not annotated: a person would not click them either."""
 _CLICK_JITTER_PX = 0.4
+"""A careful click's own scatter; ``click_noise`` adds to it (independent errors: in quadrature)."""
+_CURVE_STEP_PX = 0.25
+"""Sampling step along a distorted straight line: far below a click's scatter."""
 
 
 def _clip_segment(
@@ -56,6 +61,30 @@ def _visible_runs(view: View, polyline3d: np.ndarray, closed: bool) -> list[np.n
     if closed and not inside.all() and inside.any():
         shift = int(np.argmin(inside))
         uv, inside = np.roll(uv, -shift, axis=0), np.roll(inside, -shift)
+    return _runs(uv, inside)
+
+
+def _distorted_run(view: View, canvas: View, start: np.ndarray, end: np.ndarray) -> np.ndarray | None:
+    """The longest visible piece of a straight 3D segment as the distorting lens curves it.
+
+    The segment is clipped on the pinhole canvas (a straight line there), sampled finely, and
+    every sample is moved through the lens; the samples inside the image form the run.
+    """
+    segment = visible_segment(canvas, start, end)
+    if segment is None:
+        return None
+    length = float(np.linalg.norm(segment[1] - segment[0]))
+    t = np.linspace(0.0, 1.0, max(2, int(length / _CURVE_STEP_PX) + 1))[:, None]
+    straight = segment[0] + t * (segment[1] - segment[0])
+    normalised = (straight - canvas.calibration[:2, 2]) @ np.linalg.inv(canvas.calibration[:2, :2]).T
+    uv = view.normalised_to_pixels(normalised)
+    inside = (uv[:, 0] >= 0) & (uv[:, 0] <= view.width - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= view.height - 1)
+    runs = _runs(uv, inside)
+    return max(runs, key=len) if runs else None
+
+
+def _runs(uv: np.ndarray, inside: np.ndarray) -> list[np.ndarray]:
+    """Maximal runs of consecutive points flagged inside."""
     runs, start = [], None
     for k, flag in enumerate(np.append(inside, False)):
         if flag and start is None:
@@ -73,34 +102,48 @@ def _evenly(points: np.ndarray, count: int) -> np.ndarray:
     return np.c_[np.interp(at, lengths, points[:, 0]), np.interp(at, lengths, points[:, 1])]
 
 
-def _clicks(rng: np.random.Generator, points: np.ndarray, width: int, height: int) -> list[dict]:
+def _clicks(rng: np.random.Generator, points: np.ndarray, width: int, height: int, sigma: float) -> list[dict]:
     """Jittered like human clicks, kept in the image, normalised the SoccerNet way."""
-    jittered = points + rng.normal(0.0, _CLICK_JITTER_PX, points.shape)
+    jittered = points + rng.normal(0.0, sigma, points.shape)
     jittered[:, 0] = np.clip(jittered[:, 0], 0.0, width - 1.0) / (width - 1.0)
     jittered[:, 1] = np.clip(jittered[:, 1], 0.0, height - 1.0) / (height - 1.0)
     return [{"x": float(x), "y": float(y)} for x, y in jittered]
 
 
-def annotate(view: View, rng: np.random.Generator) -> dict[str, list[dict]]:
-    """SoccerNet annotation of the view: 2-6 points per straight line, 4-14 per visible arc."""
+def _polyline_length(points: np.ndarray) -> float:
+    return float(np.linalg.norm(np.diff(points, axis=0), axis=1).sum()) if len(points) > 1 else 0.0
+
+
+def annotate(view: View, rng: np.random.Generator, click_noise: float = 0.0) -> dict[str, list[dict]]:
+    """SoccerNet annotation of the view: 2-6 points per straight line, 4-14 per visible arc.
+
+    ``click_noise`` (px, standard deviation) is a less careful hand's extra scatter; 0 keeps the
+    careful clicks, drawn from ``rng`` exactly as before the option existed.
+    """
+    sigma = float(np.hypot(_CLICK_JITTER_PX, click_noise))
+    canvas = view.undistorted_canvas()
     annotation: dict[str, list[dict]] = {}
     for name in SoccerPitch.lines_classes:
         if name in SEGMENTS:
-            segment = visible_segment(view, *SEGMENTS[name])
-            if segment is None:
+            if view.k1 == 0.0:
+                segment = visible_segment(view, *SEGMENTS[name])
+                line = None if segment is None else np.stack(segment)
+            else:
+                line = _distorted_run(view, canvas, *SEGMENTS[name])
+            if line is None:
                 continue
-            length = float(np.linalg.norm(segment[1] - segment[0]))
+            length = _polyline_length(line)
             if length < _MIN_LINE_PX:
                 continue
             count = int(np.clip(2 + length // 150, 2, 6))
-            annotation[name] = _clicks(rng, _evenly(np.stack(segment), count), view.width, view.height)
+            annotation[name] = _clicks(rng, _evenly(line, count), view.width, view.height, sigma)
         elif name in CIRCLES:
             clicks = []
             for run in _visible_runs(view, CIRCLES[name], closed=name == "Circle central"):
-                length = float(np.linalg.norm(np.diff(run, axis=0), axis=1).sum()) if len(run) > 1 else 0.0
+                length = _polyline_length(run)
                 if length >= 2 * _MIN_LINE_PX:
                     count = int(np.clip(length // 25, 4, 14))
-                    clicks += _clicks(rng, _evenly(run, count), view.width, view.height)
+                    clicks += _clicks(rng, _evenly(run, count), view.width, view.height, sigma)
             if clicks:
                 annotation[name] = clicks
     return annotation

@@ -26,19 +26,29 @@ _CAMERA_TRIES = 20
 
 
 def render_frame(
-    rng: np.random.Generator, width: int = 960, height: int = 540
+    rng: np.random.Generator,
+    width: int = 960,
+    height: int = 540,
+    *,
+    click_noise: float = 0.0,
+    distortion: float = 0.0,
 ) -> tuple[np.ndarray, dict, dict]:
     """One synthetic frame from a random broadcast camera: (BGR image, annotation, camera JSON).
 
-    Cameras that would show fewer than three lines are redrawn from the same generator, so the
-    result stays a function of the generator's state.
+    ``click_noise`` (px) scatters the clicks more, like a hurried annotator; ``distortion`` is the
+    lens's radial k1 (SoccerNet's first ``radial_distortion`` term, in the camera JSON), which bends
+    both the drawn and the clicked lines. Real annotations have both; with both 0 the frame is the
+    same as before the options existed. Cameras that would show fewer than three lines are redrawn
+    from the same generator, so the result stays a function of the generator's state.
     """
     for _ in range(_CAMERA_TRIES):
         camera_json = sample_camera(rng, width, height)
+        if distortion:
+            camera_json["radial_distortion"] = [float(distortion)] + [0.0] * 5
         view = View.from_json(camera_json, width, height)
         if len(annotate(view, np.random.default_rng(0))) >= _MIN_LINE_CLASSES:
             break
-    image, annotation = render_view(camera_json, rng, width, height)
+    image, annotation = render_view(camera_json, rng, width, height, click_noise)
     return image, annotation, camera_json
 
 
@@ -49,12 +59,22 @@ def frame_paths(out_dir: Path, index: int) -> tuple[Path, Path, Path]:
 
 
 def generate(
-    out_dir: Path, frames: int, seed: int, width: int = 960, height: int = 540, start_index: int = 0
+    out_dir: Path,
+    frames: int,
+    seed: int,
+    width: int = 960,
+    height: int = 540,
+    start_index: int = 0,
+    *,
+    click_noise: float = 0.0,
+    distortion: float = 0.0,
 ) -> list[Path]:
     """Write frames start_index .. start_index + frames − 1 and return their image paths.
 
     Frame i draws from a generator seeded by (seed, i), so any subset can be made independently
-    (in parallel, or resumed after a kill) and comes out the same; complete frames are skipped.
+    (in parallel, or resumed after a kill) and comes out the same; complete frames are skipped
+    (whatever options wrote them: use a new folder for other options). ``click_noise`` and
+    ``distortion`` are render_frame's; the distortion is in each ``NNNNN.camera.json``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -64,7 +84,9 @@ def generate(
         images.append(image_path)
         if image_path.exists() and annotation_path.exists() and camera_path.exists():
             continue
-        image, annotation, camera_json = render_frame(np.random.default_rng([seed, index]), width, height)
+        image, annotation, camera_json = render_frame(
+            np.random.default_rng([seed, index]), width, height, click_noise=click_noise, distortion=distortion
+        )
         ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
         if not ok:
             raise RuntimeError(f"JPEG encoding failed for frame {index}")

@@ -1,8 +1,9 @@
-"""Per-frame work in a process pool: camera estimation and scoring cost ~0.07 s a frame.
+"""Per-frame work in a process pool: camera estimation, scoring and keypoint derivation.
 
-A validation epoch or a scored folder has thousands of frames, each independent, so they are
-spread over the CPUs this process may use; few frames are done here, where a pool would cost more
-to start than it saves.
+A validation epoch, a scored folder or a split to derive has thousands of frames, each
+independent, so they are spread over the CPUs this process may use; few frames are done here,
+where a pool would cost more to start than it saves. One home for the data and evaluation rooms
+alike (neither may import the other's).
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ def _pool_can_start() -> bool:
     return main_path is None or os.path.exists(main_path)
 
 
-def map_frames(function: Callable[[_T], _R], items: Sequence[_T], workers: int | None = None) -> list[_R]:
-    """``function`` over ``items`` in order, in a process pool when there are enough frames.
+def map_frames(function: Callable[[_T], _R], items: Sequence[_T], workers: int | None = None,
+               min_per_worker: int = MIN_FRAMES_PER_WORKER) -> list[_R]:
+    """``function`` over ``items`` in order, in a process pool when each worker gets at least
+    ``min_per_worker`` frames (a cheaper function needs more to pay for the pool's start).
 
     The pool uses forkserver, not fork: the caller may be a training process with torch's and
     OpenCV's thread pools running, which a fork would copy half-initialised. ``function`` must be
@@ -57,7 +60,7 @@ def map_frames(function: Callable[[_T], _R], items: Sequence[_T], workers: int |
     killed for memory) costs time, not the result: the frames are then done here, serially.
     """
     items = list(items)
-    workers = min(workers or available_cpus(), max(1, len(items) // MIN_FRAMES_PER_WORKER))
+    workers = min(workers or available_cpus(), max(1, len(items) // min_per_worker))
     if workers > 1 and _pool_can_start():
         chunksize = max(1, math.ceil(len(items) / (workers * 4)))
         context = multiprocessing.get_context("forkserver")
@@ -65,5 +68,5 @@ def map_frames(function: Callable[[_T], _R], items: Sequence[_T], workers: int |
             with ProcessPoolExecutor(workers, mp_context=context, initializer=_single_threaded) as pool:
                 return list(pool.map(function, items, chunksize=chunksize))
         except BrokenProcessPool as error:
-            log.warning("process pool failed (%s); scoring %d frames serially", error, len(items))
+            log.warning("process pool failed (%s); doing %d frames here, serially", error, len(items))
     return [function(item) for item in items]
