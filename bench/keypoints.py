@@ -5,8 +5,9 @@
 Frames come from `trainer synth` with hand-click scatter and radial lens distortion (kept under
 the temp folder, so a second run reuses them). The truth is each frame's true camera projecting
 the 57 pitch points WITH its distortion: where the keypoint really is in the picture. For each
-keypoint kind: median and p90 pixel error of the points derived as visible, and recall (truly
-visible points, 3 px inside the image, derived as visible). Timing: one process, the whole
+keypoint kind: median and p90 pixel error of the points derived as visible, recall (truly
+visible points, 3 px inside the image, derived as visible) and precision (points derived as
+visible that are within 10 px of where the point truly is: an invented point counts against it). Timing: one process, the whole
 derivation of every frame, best of --repeat rounds, ours and the baseline interleaved so both
 see the same machine state. The baseline is the derivation as of "kp57-derive-1"
 (bench/baselines/keypoints_v1_*.py).
@@ -36,6 +37,8 @@ W, H = 960, 540
 INSIDE_PX = 3.0
 """Recall counts points at least this far inside the image: at the border, visible or not is a coin toss."""
 KINDS = sorted({kp.kind for kp in KEYPOINTS})
+PRECISE_PX = 10.0
+"""A point derived as visible counts as right when it is this close to the truth (NaN truth: behind the camera)."""
 GOALS = {"median": 1.6, "p90": 5.0, "recall": 0.97, "ms": 11.0}
 
 
@@ -67,9 +70,10 @@ def derive_all(derive: Callable[..., np.ndarray], frames: list[tuple[dict, np.nd
 
 
 def scores(frames: list[tuple[dict, np.ndarray]], derived: list[np.ndarray]) -> dict[str, dict[str, float]]:
-    """Per kind: median / p90 / max error of derived visible points that are truly in the picture, recall."""
+    """Per kind: median / p90 / max error of derived visible points that are truly in the picture, recall, precision."""
     errors: dict[str, list[float]] = {k: [] for k in KINDS}
     hits: dict[str, list[bool]] = {k: [] for k in KINDS}
+    right: dict[str, list[bool]] = {k: [] for k in KINDS}
     for (_, truth), kps in zip(frames, derived):
         with np.errstate(invalid="ignore"):
             inside = (truth[:, 0] >= 0) & (truth[:, 0] <= W - 1) & (truth[:, 1] >= 0) & (truth[:, 1] <= H - 1)
@@ -77,8 +81,11 @@ def scores(frames: list[tuple[dict, np.ndarray]], derived: list[np.ndarray]) -> 
             well_inside &= (truth[:, 1] >= INSIDE_PX) & (truth[:, 1] <= H - 1 - INSIDE_PX)
         for kp in KEYPOINTS:
             visible = kps[kp.index, 2] == VISIBLE
+            error = float(np.hypot(*(kps[kp.index, :2] - truth[kp.index])))
             if visible and inside[kp.index]:
-                errors[kp.kind].append(float(np.hypot(*(kps[kp.index, :2] - truth[kp.index]))))
+                errors[kp.kind].append(error)
+            if visible:
+                right[kp.kind].append(error <= PRECISE_PX)
             if well_inside[kp.index]:
                 hits[kp.kind].append(bool(visible))
     out = {}
@@ -91,6 +98,7 @@ def scores(frames: list[tuple[dict, np.ndarray]], derived: list[np.ndarray]) -> 
             "max": float(e.max()),
             "over10": int((e > 10.0).sum()),
             "recall": float(np.mean(hits[kind])) if hits[kind] else float("nan"),
+            "precision": float(np.mean(right[kind])) if right[kind] else float("nan"),
         }
     return out
 
@@ -118,14 +126,14 @@ def main() -> int:
     ours, base = scores(frames, results["ours"]), scores(frames, results["baseline"])
 
     print(f"keypoints: {len(frames)} frames, click noise {args.click_noise:g} px, radial k1 {args.distortion:g}")
-    header = f"{'kind':<14} {'n':>5} {'median':>13} {'p90':>13} {'max':>15} {'>10px':>9} {'recall':>13}"
+    header = f"{'kind':<14} {'n':>5} {'median':>13} {'p90':>13} {'max':>15} {'>10px':>9} {'recall':>13} {'precision':>13}"
     print(header + "   (ours / baseline)")
     for kind in KINDS:
         o, b = ours[kind], base[kind]
         print(
-            f"{kind:<14} {o['n']:>5} {o['median']:>6.2f}/{b['median']:<6.2f} {o['p90']:>6.2f}/{b['p90']:<6.2f} "
+            f"{kind:<14} {o['n']:>5} {o['median']:>6.3f}/{b['median']:<6.3f} {o['p90']:>6.2f}/{b['p90']:<6.2f} "
             f"{o['max']:>7.1f}/{b['max']:<7.1f} {o['over10']:>4}/{b['over10']:<4} "
-            f"{o['recall']:>6.3f}/{b['recall']:<6.3f}"
+            f"{o['recall']:>6.3f}/{b['recall']:<6.3f} {o['precision']:>6.3f}/{b['precision']:<6.3f}"
         )
     best_ours, best_base = min(timings["ours"]), min(timings["baseline"])
     spread = lambda values: f"{min(values):.1f}-{max(values):.1f}"  # noqa: E731

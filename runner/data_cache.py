@@ -7,7 +7,7 @@ which this machine lacks); this module moves bytes. Under STORE/_data/NAME/:
 
     train.zip.manifest.json                    {"name", "size", "sha256", "written_at", "job", "session"}
     train.zip.<first 16 hex of its sha256>     the object, under a key of its content
-    train/keypoints-kp57-derive-1-960x540.npz.manifest.json, .npz.<sha16>
+    train/keypoints-kp57-derive-2-960x540.npz.manifest.json, .npz.<sha16>
     train.tar.manifest.json, train.tar.<sha16> a folder of frames (synthetic data) as one tar
 
 Writes: only a session holding its job's lease writes here (checked before each object and

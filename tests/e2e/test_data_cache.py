@@ -15,8 +15,8 @@ from tests.e2e.test_runner import runner, state_of, write_spec
 pytestmark = pytest.mark.e2e
 
 CACHE = "synthetic-gen1-f8-v4-s3"  # the generator version, frames, valid frames and seed of write_spec's data
-FILES = ["train.tar", "train/keypoints-kp57-derive-1-960x540.npz", "valid.tar",
-         "valid/keypoints-kp57-derive-1-960x540.npz"]
+FILES = ["train.tar", "train/keypoints-kp57-derive-2-960x540.npz", "valid.tar",
+         "valid/keypoints-kp57-derive-2-960x540.npz"]
 
 
 def test_a_second_session_takes_its_data_from_the_store(tmp_path: Path) -> None:

@@ -4,7 +4,10 @@ SoccerNet labels lines, not points, but a heatmap model needs points. Every keyp
 point of the pitch (``keypoints57.tsv``), so each can be found in an image from the annotated lines:
 two fitted lines meet at a corner; a fitted line crosses a circle's ellipse; a tangent from a known
 point touches an ellipse; anything else goes through a homography fitted to the ground points found.
-A long-axis view is then relabelled so that its left/right is a function of the image.
+With too few ground points for RANSAC, a fitted circle lends more: the pole of each annotated
+line with respect to it. A line-line point from short, sparse lines crossing at a shallow angle
+takes the homography's position where the two agree. A long-axis view is then relabelled so
+that its left/right is a function of the image.
 
 This is pure geometry on dicts and arrays: no image I/O, so the loader can derive once per
 dataset and cache the result under ``KEYPOINTS_VERSION``.
@@ -19,14 +22,22 @@ import numpy as np
 
 from trainer.data.keypoints.geometry import (
     FittedArc,
+    Line2,
     fit_arc,
     fit_line,
+    fits_locally,
     intersect_lines,
+    intersection_spread,
     line_ellipse_intersections,
     orientation,
     tangent_points,
 )
-from trainer.data.keypoints.homography import apply_homography, fit_ground_homography, refine_homography
+from trainer.data.keypoints.homography import (
+    apply_homography,
+    fit_ground_homography,
+    fit_homography_with_poles,
+    refine_homography,
+)
 from trainer.data.keypoints.recipes import PITCH_CIRCLES, RECIPES, Recipe
 from trainer.data.keypoints.table import (
     INVISIBLE,
@@ -41,10 +52,16 @@ from trainer.data.keypoints.table import (
     XYZ,
 )
 
-KEYPOINTS_VERSION = "kp57-derive-1"
+KEYPOINTS_VERSION = "kp57-derive-2"
 """Bumped whenever the derivation changes, so caches keyed on it are rebuilt."""
 
 _IGNORED_CLASSES = frozenset({"Line unknown", "Goal unknown"})
+_CLICK_NOISE_PX = 1.0
+"""How far a hand click lands from its line when a frame's own clicks cannot tell (about a pixel)."""
+_UNSURE_CROSSING_PX = 2.0
+"""A line-line point expected to be off by more than this defers to an agreeing homography."""
+_AGREEMENT = 3.0
+"""...that agrees with it to within this many times that expected error."""
 _MIN_PAIR_LENGTH_PX = 2.0
 
 
@@ -69,31 +86,65 @@ def _annotation_points(annotation: dict, width: int, height: int) -> dict[str, n
     return lines
 
 
-def _line_line(recipe: Recipe, lines: dict[str, np.ndarray]) -> np.ndarray | None:
-    """Intersect two fitted lines, refitting each near the first estimate (lens curvature)."""
+class _LineFits:
+    """One frame's fitted lines: each whole-line fit is made once, though up to 8 keypoints use it."""
+
+    def __init__(self, lines: dict[str, np.ndarray]) -> None:
+        self._lines = lines
+        self._whole: dict[str, Line2 | None] = {}
+
+    def whole(self, name: str) -> Line2 | None:
+        if name not in self._whole:
+            self._whole[name] = fit_line(self._lines[name])
+        return self._whole[name]
+
+    def click_noise(self) -> float:
+        """How far this frame's clicks land from their lines (RMS, px), pooled over its straight lines.
+
+        Synthetic or carefully placed clicks sit on the line, and then a crossing of short lines
+        is as good as any homography; hand clicks scatter about a pixel. Lines of two clicks say
+        nothing, so a frame with only those is given _CLICK_NOISE_PX.
+        """
+        fitted = [self.whole(name) for name in self._lines if name not in PITCH_CIRCLES]
+        misfit = sum(line.misfit for line in fitted if line is not None)
+        freedom = sum(line.clicks - 2 for line in fitted if line is not None)
+        return math.sqrt(misfit / freedom) if freedom > 0 else _CLICK_NOISE_PX
+
+    def near(self, name: str, anchor: np.ndarray) -> Line2 | None:
+        """fit_line(points, near=anchor), reusing the whole-line fit where the anchor would be ignored."""
+        points = self._lines[name]
+        return fit_line(points, near=anchor) if fits_locally(points) else self.whole(name)
+
+
+def _line_line(recipe: Recipe, lines: dict[str, np.ndarray], fits: _LineFits) -> tuple[np.ndarray, float] | None:
+    """Intersect two fitted lines, refitting each near the first estimate (lens curvature).
+
+    Returns the point and its expected error per pixel of click noise (see intersection_spread).
+    """
     first, second = recipe.lines
     if first not in lines or second not in lines:
         return None
-    l1, l2 = fit_line(lines[first]), fit_line(lines[second])
+    l1, l2 = fits.whole(first), fits.whole(second)
     if l1 is None or l2 is None:
         return None
     point = intersect_lines(l1, l2)
     if point is None:
         return None
-    l1, l2 = fit_line(lines[first], near=point), fit_line(lines[second], near=point)
+    l1, l2 = fits.near(first, point), fits.near(second, point)
     if l1 is None or l2 is None:
         return None
-    return intersect_lines(l1, l2)
+    point = intersect_lines(l1, l2)
+    return None if point is None else (point, intersection_spread(l1, l2, point, 1.0))
 
 
 def _line_conic(
-    recipe: Recipe, lines: dict[str, np.ndarray], arcs: dict[str, FittedArc], xy: np.ndarray
+    recipe: Recipe, lines: dict[str, np.ndarray], fits: _LineFits, arcs: dict[str, FittedArc], xy: np.ndarray
 ) -> np.ndarray | None:
     """Cross a fitted line with a fitted ellipse and pick the root that is this keypoint."""
     arc = arcs.get(recipe.circle)
     if arc is None or recipe.lines[0] not in lines:
         return None
-    line = fit_line(lines[recipe.lines[0]], near=arc.ellipse.center)
+    line = fits.near(recipe.lines[0], arc.ellipse.center)
     roots = None if line is None else line_ellipse_intersections(line, arc.ellipse)
     if roots is None:
         return None
@@ -143,12 +194,17 @@ def derive_keypoints_with_sources(
         if arc is not None:
             arcs[name] = arc
 
+    fits = _LineFits(lines)
     xy = np.full((NUM_KEYPOINTS, 2), np.nan)
+    spread = np.full(NUM_KEYPOINTS, np.nan)
     sources = [""] * NUM_KEYPOINTS
-    # In this order: line-conic roots are ordered by line-line points, tangents start from them.
+    for kp, recipe in zip(KEYPOINTS, RECIPES):
+        crossing = _line_line(recipe, lines, fits) if kp.kind == "line-line" else None
+        if crossing is not None and np.isfinite(crossing[0]).all():
+            xy[kp.index], spread[kp.index], sources[kp.index] = crossing[0], crossing[1], "line-line"
+    # Then, in this order: line-conic roots are ordered by line-line points, tangents start from them.
     for kind, place in (
-        ("line-line", lambda r: _line_line(r, lines)),
-        ("line-conic", lambda r: _line_conic(r, lines, arcs, xy)),
+        ("line-conic", lambda r: _line_conic(r, lines, fits, arcs, xy)),
         ("conic-tangent", lambda r: _tangent(r, arcs, xy)),
     ):
         for kp, recipe in zip(KEYPOINTS, RECIPES):
@@ -160,14 +216,29 @@ def derive_keypoints_with_sources(
     state = np.where(np.isfinite(xy).all(axis=1), VISIBLE, UNKNOWN)
     found = np.flatnonzero(ON_GROUND & (state == VISIBLE))
     fit = fit_ground_homography(XYZ[found, :2], xy[found]) if len(found) >= 4 else None
+    homography: np.ndarray | None = None
     if fit is not None:
         homography, inliers = fit
         homography = refine_homography(homography, XYZ[found[inliers], :2], xy[found[inliers]], lines)
+    elif arcs:
+        inliers = np.ones(len(found), dtype=bool)
+        ellipses = {name: arc.ellipse for name, arc in arcs.items()}
+        homography = fit_homography_with_poles(XYZ[found, :2], xy[found], lines, fits.whole, ellipses)
+    if homography is not None:
         projected, w = apply_homography(homography, XYZ[:, :2])
         # Conic-derived points that disagree with the consensus came from a poor ellipse: replace them.
         conic_outliers = [i for i, ok in zip(found, inliers) if not ok and sources[i] != "line-line"]
         fill = ON_GROUND & (state == UNKNOWN)
         fill[conic_outliers] = inliers.sum() >= 5
+        # A crossing of short, sparsely clicked lines at a shallow angle is less sure than the
+        # homography every click fits: where the two agree within the crossing's own uncertainty,
+        # the homography's point is the better one (a disagreement means the homography is off
+        # there). The source stays "line-line": the crossing found it, and is checked as such.
+        spread *= fits.click_noise()
+        with np.errstate(invalid="ignore"):
+            agrees = np.hypot(*(projected - xy).T) < _AGREEMENT * spread
+            unsure = ON_GROUND & (spread > _UNSURE_CROSSING_PX) & agrees & (w > 0)
+        xy[unsure] = projected[unsure]
         xy[fill] = projected[fill]
         state[fill] = VISIBLE
         for i in np.flatnonzero(fill):

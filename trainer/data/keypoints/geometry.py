@@ -31,6 +31,23 @@ class Line2:
 
     point: np.ndarray
     direction: np.ndarray
+    clicks: int = 0
+    """For a fitted line: how many clicks it went through (then point is their centroid)..."""
+    spread: float = 0.0
+    """...and the sum of their squared distances from it along the line: together its uncertainty."""
+    misfit: float = 0.0
+    """...and the sum of their squared distances to the line: how far this annotator's clicks scatter."""
+
+    def offset_variance(self, at: np.ndarray) -> float:
+        """Variance of the fitted line's perpendicular position at a point, per unit click variance.
+
+        The centroid's error, plus the direction's error growing linearly away from the centroid.
+        A line that was not fitted has none.
+        """
+        if self.clicks == 0:
+            return 0.0
+        along = float((np.asarray(at) - self.point) @ self.direction)
+        return 1.0 / self.clicks + along * along / max(self.spread, 1e-12)
 
 
 @dataclass(frozen=True)
@@ -54,6 +71,13 @@ class Ellipse:
     def to_global(self, q: np.ndarray) -> np.ndarray:
         return np.asarray(q, dtype=np.float64) @ self.rotation().T + self.center
 
+    def matrix(self) -> np.ndarray:
+        """The symmetric 3×3 conic C with pᵀ C p = 0 for the curve's homogeneous points p."""
+        to_global = np.eye(3)
+        to_global[:2, :2], to_global[:2, 2] = self.rotation(), self.center
+        to_local = np.linalg.inv(to_global)
+        return to_local.T @ np.diag([1.0 / self.a**2, 1.0 / self.b**2, -1.0]) @ to_local
+
     def angles(self, points: np.ndarray) -> np.ndarray:
         """Parametric angle of each point, the same along the curve whatever the eccentricity."""
         q = self.to_local(points)
@@ -76,18 +100,32 @@ def orientation(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> float:
     return cross(b - a, c - a)
 
 
+def _median(values: np.ndarray) -> float:
+    """np.median of a short 1-D array, without its generic machinery (which cost more than a fit)."""
+    ordered = np.sort(values)
+    n = len(ordered)
+    return 0.5 * float(ordered[(n - 1) // 2] + ordered[n // 2])
+
+
 def _tls_line(points: np.ndarray) -> Line2:
     """Total least squares line: both coordinates are noisy clicks, so no axis is special."""
-    centre = points.mean(axis=0)
+    centre = points.sum(axis=0) / len(points)
     d = points - centre
     sxx, syy, sxy = float(d[:, 0] @ d[:, 0]), float(d[:, 1] @ d[:, 1]), float(d[:, 0] @ d[:, 1])
     # The scatter matrix's major axis in closed form: an SVD per fit cost more than the rest of it.
     angle = 0.5 * math.atan2(2.0 * sxy, sxx - syy)
-    return Line2(centre, np.array([math.cos(angle), math.sin(angle)]))
+    direction = np.array([math.cos(angle), math.sin(angle)])
+    along, across = d @ direction, d @ np.array([-direction[1], direction[0]])
+    return Line2(centre, direction, len(points), float(along @ along), float(across @ across))
 
 
 def _line_residuals(line: Line2, points: np.ndarray) -> np.ndarray:
     return np.abs((points - line.point) @ np.array([-line.direction[1], line.direction[0]]))
+
+
+def fits_locally(points: np.ndarray) -> bool:
+    """Whether fit_line fits these points only near its anchor; with fewer, the anchor is ignored."""
+    return len(points) >= _LOCAL_FIT_MIN_POINTS
 
 
 def fit_line(points: np.ndarray, near: np.ndarray | None = None) -> Line2 | None:
@@ -99,7 +137,7 @@ def fit_line(points: np.ndarray, near: np.ndarray | None = None) -> Line2 | None
     """
     if len(points) < 2:
         return None
-    if near is not None and len(points) >= _LOCAL_FIT_MIN_POINTS:
+    if near is not None and fits_locally(points):
         keep = max(4, math.ceil(len(points) / 2))
         order = np.argsort(np.linalg.norm(points - near, axis=1))
         points = points[order[:keep]]
@@ -108,10 +146,21 @@ def fit_line(points: np.ndarray, near: np.ndarray | None = None) -> Line2 | None
     line = _tls_line(points)
     if len(points) >= 4:
         res = _line_residuals(line, points)
-        inliers = res <= max(2.0, 4.0 * float(np.median(res)))
+        inliers = res <= max(2.0, 4.0 * _median(res))
         if 2 <= inliers.sum() < len(points):
             line = _tls_line(points[inliers])
     return line
+
+
+def intersection_spread(l1: Line2, l2: Line2, point: np.ndarray, click_noise: float) -> float:
+    """RMS error (px) of two fitted lines' intersection, from each line's offset error at the point.
+
+    Two lines from few clicks close together, crossing at a shallow angle, meet far less surely
+    than their clicks are placed: the offsets' errors are divided by the angle's sine (the trace of
+    the crossing's covariance, N⁻¹ diag(v₁, v₂) N⁻ᵀ with unit normals N, is (v₁ + v₂) / sin²).
+    """
+    sine = abs(cross(l1.direction, l2.direction))
+    return click_noise * math.sqrt(l1.offset_variance(point) + l2.offset_variance(point)) / max(sine, 1e-12)
 
 
 def intersect_lines(l1: Line2, l2: Line2) -> np.ndarray | None:
@@ -171,13 +220,13 @@ def fit_ellipse(points: np.ndarray, max_axis: float) -> Ellipse | None:
     if ellipse is None:
         return None
     res = ellipse.residuals(points)
-    inliers = res <= max(2.0, 4.0 * float(np.median(res)))
+    inliers = res <= max(2.0, 4.0 * _median(res))
     if inliers.sum() >= 5 and not inliers.all():
         ellipse = _fit_ellipse_once(points[inliers], max_axis)
         if ellipse is None:
             return None
         res = ellipse.residuals(points[inliers])
-    if float(np.median(res)) > 2.0:
+    if _median(res) > 2.0:
         return None
     return ellipse
 

@@ -7,10 +7,12 @@ camera.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import cv2
 import numpy as np
-from scipy.optimize import least_squares
 
+from trainer.data.keypoints.geometry import Ellipse, Line2
 from trainer.data.keypoints.recipes import PITCH, PITCH_CIRCLES
 
 _RANSAC_THRESHOLD_PX = 3.0
@@ -80,6 +82,14 @@ _CIRCLE_CONICS = {
 }
 _JACOBIAN_STEP = 1.49e-8
 """Relative forward-difference step: the square root of float64's epsilon, as SciPy's own."""
+_LOSS_SCALE_PX = 1.5
+"""Soft-L1 loss scale: residuals beyond about this many pixels count linearly (a mislabelled click)."""
+_MAX_ITERATIONS = 50
+_FTOL = 1e-6
+"""Converged when an accepted step lowers the cost by less than this fraction of it."""
+_XTOL = 1e-6
+"""Converged when a step is shorter than this fraction of the parameters."""
+_GTOL = 1e-8
 _WORLD_SCALE = np.diag([50.0, 50.0, 1.0])
 """Pitch metres scaled to about ±1, so that all eight homography parameters have similar effect."""
 
@@ -95,16 +105,68 @@ def _per_click(lines: dict[str, np.ndarray], models: dict[str, np.ndarray]) -> t
     return world, clicks
 
 
-def refine_homography(
-    homography: np.ndarray, world_xy: np.ndarray, image_xy: np.ndarray, lines: dict[str, np.ndarray]
-) -> np.ndarray:
-    """Polish a point homography with every click on a ground line or circle (robust least squares).
+def _soft_l1(residuals: np.ndarray) -> tuple[float, np.ndarray]:
+    """Robust cost Σ 2f²(√(1 + (r/f)²) − 1) / 2 and each residual's IRLS weight, the loss's slope.
 
-    Points found by intersection cluster where lines cross, often in one corner of the image, and a
-    homography from them alone extrapolates badly to the rest of the pitch (tens of pixels at the
-    centre circle in a penalty-area view). The clicks cover every visible line, so each one,
-    as a distance to its projected pitch line or circle, pins the homography down where points
-    are missing. Returns the input when the refinement does not converge to something sane.
+    At a minimum of the weighted least squares with these weights the robust cost's gradient is
+    zero too, so reweighting every iteration converges to the robust fit.
+    """
+    root = np.sqrt(1.0 + (residuals / _LOSS_SCALE_PX) ** 2)
+    return float(_LOSS_SCALE_PX**2 * (root - 1.0).sum()), 1.0 / root
+
+
+def _levenberg_marquardt(batch_residuals: Callable[[np.ndarray], np.ndarray]) -> np.ndarray | None:
+    """Minimise the soft-L1 cost of batch_residuals over 8 parameters from zero; None if it does not converge.
+
+    Our own small LM instead of scipy.optimize.least_squares: with 8 parameters and a few hundred
+    residuals the solver's per-iteration bookkeeping (SVDs, trust-region solves, wrappers) cost
+    more than the model itself. Each candidate step is evaluated together with its forward
+    difference Jacobian in one batched call (9 parameter vectors), so an iteration is one call
+    whether the step is accepted or not. Damping is Marquardt's (scaled by the normal matrix's
+    diagonal), which makes the step invariant to the parameters' scales as SciPy's x_scale="jac".
+    """
+
+    def evaluate(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        steps = _JACOBIAN_STEP * np.maximum(1.0, np.abs(params))
+        values = batch_residuals(np.vstack([params, params + np.diag(steps)]))
+        return values[0], ((values[1:] - values[0]) / steps[:, None]).T
+
+    params = np.zeros(8)
+    res, jac = evaluate(params)
+    cost, weights = _soft_l1(res)
+    damping = 1e-3
+    for _ in range(_MAX_ITERATIONS):
+        gradient = jac.T @ (weights * res)
+        if np.abs(gradient).max() < _GTOL:
+            return params
+        normal = jac.T @ (weights[:, None] * jac)
+        try:
+            step = np.linalg.solve(normal + damping * np.diag(np.diag(normal)), -gradient)
+        except np.linalg.LinAlgError:
+            return None
+        if np.linalg.norm(step) < _XTOL * (_XTOL + np.linalg.norm(params)):
+            return params
+        candidate = params + step
+        cand_res, cand_jac = evaluate(candidate)
+        cand_cost, cand_weights = _soft_l1(cand_res)
+        if not cand_cost < cost:
+            damping *= 4.0
+            continue
+        converged = cost - cand_cost < _FTOL * cost
+        params, res, jac, cost, weights = candidate, cand_res, cand_jac, cand_cost, cand_weights
+        if converged:
+            return params
+        damping = max(damping / 4.0, 1e-9)
+    return None
+
+
+def _click_model(
+    homography: np.ndarray, world_xy: np.ndarray, image_xy: np.ndarray, lines: dict[str, np.ndarray]
+) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]] | None:
+    """(homographies, residuals) of (B, 8) updates to a homography; None when no click is modelled.
+
+    Residuals, in pixels: each point's reprojection error, then each click's distance to its
+    projected pitch line, then to its projected circle.
     """
     base = homography @ _WORLD_SCALE
     unscale = np.linalg.inv(_WORLD_SCALE)
@@ -112,7 +174,7 @@ def refine_homography(
     line_world, line_px = _per_click(lines, _GROUND_LINES)
     conic_world, conic_px = _per_click(lines, _CIRCLE_CONICS)
     if len(line_px) == 0 and len(conic_px) == 0:
-        return homography
+        return None
 
     def current(params: np.ndarray) -> np.ndarray:
         """Homographies for a (B, 8) batch of parameter vectors: (B, 3, 3)."""
@@ -134,25 +196,108 @@ def refine_homography(
         point_res = (projected[..., :2] / projected[..., 2:3] - image_xy).reshape(len(params), -1)
         return np.concatenate([point_res, line_res, value / (grad + 1e-12)], axis=1)
 
-    def residuals(params: np.ndarray) -> np.ndarray:
-        return batch_residuals(params[None])[0]
+    return current, batch_residuals
 
-    def jacobian(params: np.ndarray) -> np.ndarray:
-        """Forward differences, all eight steps in one batched evaluation (the per-call overhead
-        of eight separate ones was most of the derivation's time)."""
-        steps = _JACOBIAN_STEP * np.maximum(1.0, np.abs(params))
-        values = batch_residuals(np.vstack([params, params + np.diag(steps)]))
-        return ((values[1:] - values[0]) / steps[:, None]).T
 
-    result = least_squares(
-        residuals, np.zeros(8), jac=jacobian, loss="soft_l1", f_scale=1.5, x_scale="jac",
-        ftol=1e-6, xtol=1e-6, max_nfev=50,
-    )
-    refined = current(result.x[None])[0]
+def refine_homography(
+    homography: np.ndarray, world_xy: np.ndarray, image_xy: np.ndarray, lines: dict[str, np.ndarray]
+) -> np.ndarray:
+    """Polish a point homography with every click on a ground line or circle (robust least squares).
+
+    Points found by intersection cluster where lines cross, often in one corner of the image, and a
+    homography from them alone extrapolates badly to the rest of the pitch (tens of pixels at the
+    centre circle in a penalty-area view). The clicks cover every visible line, so each one,
+    as a distance to its projected pitch line or circle, pins the homography down where points
+    are missing. Returns the input when the refinement does not converge to something sane.
+    """
+    model = _click_model(homography, world_xy, image_xy, lines)
+    if model is None:
+        return homography
+    current, batch_residuals = model
+    params = _levenberg_marquardt(batch_residuals)
+    if params is None:
+        return homography
+    refined = current(params[None])[0]
     w = np.c_[world_xy, np.ones(len(world_xy))] @ refined[2]
-    if not result.success or not (w > 0).all() or np.linalg.det(refined) <= 0.0:
+    if not (w > 0).all() or np.linalg.det(refined) <= 0.0:
         return homography
     return refined
+
+
+_POLE_FIT_MIN_SINGULAR = 1e-3
+"""A pole correspondence set whose DLT has a second-smallest singular value (relative) below this
+is too near degenerate (e.g. all poles on one pitch line) to start a refinement from."""
+_POLE_FIT_MAX_MEDIAN_PX = 1.5
+"""A homography that clicks, after refinement, miss by more than this (median) does not explain them."""
+
+
+def _dlt(world: np.ndarray, image: np.ndarray) -> np.ndarray | None:
+    """Homography from homogeneous correspondences (points at infinity allowed); None if degenerate."""
+    image_scale = np.array([[1e-3, 0.0, 0.0], [0.0, 1e-3, 0.0], [0.0, 0.0, 1.0]])
+    x_world = world @ np.linalg.inv(_WORLD_SCALE).T
+    x_image = image @ image_scale.T
+    x_world /= np.linalg.norm(x_world, axis=1, keepdims=True)
+    x_image /= np.linalg.norm(x_image, axis=1, keepdims=True)
+    zeros = np.zeros_like(x_world)
+    u, v, w = (x_image[:, k : k + 1] for k in range(3))
+    rows = np.vstack([
+        np.hstack([zeros, -w * x_world, v * x_world]),
+        np.hstack([w * x_world, zeros, -u * x_world]),
+    ])
+    _, singular, vt = np.linalg.svd(rows)
+    if len(singular) < 8 or singular[7] < _POLE_FIT_MIN_SINGULAR * singular[0]:
+        return None
+    return np.linalg.inv(image_scale) @ vt[-1].reshape(3, 3) @ np.linalg.inv(_WORLD_SCALE)
+
+
+def fit_homography_with_poles(
+    world_xy: np.ndarray,
+    image_xy: np.ndarray,
+    lines: dict[str, np.ndarray],
+    line_fit: Callable[[str], Line2 | None],
+    ellipses: dict[str, Ellipse],
+) -> np.ndarray | None:
+    """A homography from too few points for RANSAC, helped by a circle's ellipse; None if unsupported.
+
+    A view of the centre circle with the halfway line and a penalty-area line has fewer than four
+    points in general position, yet its clicks fix the homography: pole and polar are projective,
+    so the pole of each annotated ground line with respect to a circle (a pitch point, at infinity
+    for a line through the centre) images to the pole of the fitted image line with respect to the
+    fitted ellipse. Those poles join the points found in a DLT, which every click then refines;
+    the result is kept only if the clicks agree with it, so no point is placed that the
+    annotation does not support. line_fit gives a class's fitted image line; ellipses are the
+    fitted image circles by class.
+    """
+    world = [np.c_[world_xy, np.ones(len(world_xy))]]
+    image = [np.c_[image_xy, np.ones(len(image_xy))]]
+    image_lines = {}
+    for name in lines:
+        line = line_fit(name) if name in _GROUND_LINES else None
+        if line is not None:
+            image_lines[name] = np.cross(np.r_[line.point, 1.0], np.r_[line.point + line.direction, 1.0])
+    for circle, ellipse in ellipses.items():
+        world_inverse, image_inverse = np.linalg.inv(_CIRCLE_CONICS[circle]), np.linalg.inv(ellipse.matrix())
+        for name, image_line in image_lines.items():
+            world.append((world_inverse @ _GROUND_LINES[name])[None])
+            image.append((image_inverse @ image_line)[None])
+    world_h, image_h = np.concatenate(world), np.concatenate(image)
+    if len(world_h) < 4:
+        return None
+    homography = _dlt(world_h, image_h)
+    if homography is None:
+        return None
+    centres = np.array([[*PITCH_CIRCLES[c].center, 1.0] for c in ellipses])
+    if (centres @ homography[2] < 0).all():
+        homography = -homography
+    w = np.r_[centres @ homography[2], np.c_[world_xy, np.ones(len(world_xy))] @ homography[2]]
+    if not (w > 0).all() or np.linalg.det(homography) <= 0.0:
+        return None
+    refined = refine_homography(homography, world_xy, image_xy, lines)
+    model = _click_model(refined, world_xy, image_xy, lines)
+    if refined is homography or model is None:
+        return None
+    residuals = np.abs(model[1](np.zeros((1, 8)))[0])
+    return refined if float(np.median(residuals)) <= _POLE_FIT_MAX_MEDIAN_PX else None
 
 
 def apply_homography(homography: np.ndarray, world_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
