@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NoReturn
 
 from importlib.metadata import version as package_version
 
@@ -22,7 +24,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from contract.codes import RunnerExit
-from contract.files import EVENTS_FILE, SUPERVISOR_LOG, TRAINER_LOG
+from contract.files import EVENTS_FILE, SUPERVISOR_LOG, TRAINER_LOG, atomic_write
 from runner import layout
 from runner.deadline import deadline, session_start
 from runner.spec import (JobSpec, SpecError, check_store_url, dump_spec, load_spec, parse_spec_bytes,
@@ -30,10 +32,16 @@ from runner.spec import (JobSpec, SpecError, check_store_url, dump_spec, load_sp
 from runner.status import (UNREADABLE, JobState, UnreadableState, describe, effective_phase, read_state,
                            shown_epoch, status_document, unreadable_document)
 from runner.store import JobStore, RootMode, Store, StoreError, StoreMissing, StoreUnavailable, redact
+from runner.logs import LogReader
+from runner.plot import (EventParts, PlotData, PlotUnavailable, UnknownMetric, build, choose_metrics, draw, headline,
+                         parse_metric_list, plural, summary)
 from runner.pull import WEIGHTS, PullError, pull_checkpoint, pull_weights
 from runner.supervisor import DETACHED_OUTPUT, STARTED, Supervisor
 from runner.trainer_check import trainer_missing
 from runner.lease import LeaseRefused
+from runner.notify import ENV_VAR as NOTIFY_ENV
+from runner.notify import Target, env_entries, literal_warning, masked, resolve, send
+from runner.watch import decide, keep_unsent, memory_document, memory_path, recall
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -141,16 +149,25 @@ def validate(
         err.print(f"[bold red]{spec_path} is invalid[/] (1 problem(s)):", highlight=False)
         err.print(f"  - store: {placeholder}", highlight=False, markup=False)
         raise typer.Exit(EXIT_INVALID)
+    _warn_literal_notify(spec)
+    spec_shown = spec.model_copy(update={"notify": [masked(entry) for entry in spec.notify]})  # URLs are secrets
     if as_json:
         document = {
-            "spec": spec.model_dump(mode="json"),
+            "spec": spec_shown.model_dump(mode="json"),
             "ladder": [rung.model_dump(mode="json") for rung in spec.ladder()],
         }
         out.print_json(json.dumps(document))
         return
     out.print(f"[bold green]{spec_path} is valid[/]: job [bold]{spec.name}[/]", highlight=False)
-    out.print(dump_spec(spec), highlight=False, markup=False)
+    out.print(dump_spec(spec_shown), highlight=False, markup=False)
     out.print(_ladder_table(spec))
+
+
+def _warn_literal_notify(spec: JobSpec) -> None:
+    """One line when the spec's `notify` holds URLs themselves, which go to the store with it."""
+    literal = literal_warning(spec.notify)
+    if literal:
+        err.print(f"warning: {literal}", highlight=False, markup=False)
 
 
 # -- running jobs ------------------------------------------------------------------------------
@@ -255,6 +272,7 @@ def submit(
 ) -> None:
     """Run a job: validate, lease, restore, prepare data, train, sync. Resubmitting resumes it."""
     spec = _load_or_exit(spec_path)
+    _warn_literal_notify(spec)
     _require_trainer()
     url = _store_url(store_url, spec)
     job = _open_store(url, "create" if create else "write").job(spec.name)
@@ -492,6 +510,140 @@ def _unreadable_line(job: JobStore, error: str) -> str:
     return f"{job.name}/{layout.STATE} in {redact(job.url)} is unreadable: {error}"
 
 
+WATCH_CODES = ("Exit codes: 0 looked once (--once) or stopped with Ctrl-C; 2 no notification URL, a --notify that "
+               "cannot be used, no such job, an unwritable --state file, or the store failed (with --once; a "
+               "watch that keeps running says so and tries again).")
+
+
+@app.command(epilog=_epilog("runner watch --store gs://my-bucket/runs --notify '${SLACK_URL}' --once", WATCH_CODES))
+def watch(
+    job_names: list[str] | None = typer.Argument(None, metavar="JOB", show_default=False,
+                                                 help="jobs to watch; default: every job in the store"),
+    store_url: str | None = STORE_OPTION,
+    notify_urls: list[str] | None = typer.Option(
+        None, "--notify", metavar="URL", show_default=False,
+        help=f"an apprise URL, or '${{NAME}}' in single quotes to read it from the environment; repeat for more; "
+             f"default: ${NOTIFY_ENV}"),
+    every: float = typer.Option(60.0, "--every", min=1.0, max=86400.0, help="seconds between looks"),
+    once: bool = typer.Option(False, "--once", help="look once and exit (for cron)"),
+    state_path: Path | None = typer.Option(None, "--state", help="the file that remembers the phases seen; "
+                                                                 "default: ~/.cache/runner/watch-HASH.json per store"),
+) -> None:
+    """Send one message when a job's phase changes or its heartbeat goes stale (interrupted).
+
+    Reads the store alone, so it runs anywhere: a laptop, a cron job. The first look at a store
+    only records each job's phase; after that, each change is one message, also across --once
+    runs (the phases seen are kept in the --state file). A job that appears already stopped is
+    reported; one that is starting or running is not. A job whose state.json is unreadable is
+    skipped with one line.
+    """
+    targets = _watch_targets(notify_urls)
+    url = _store_url(store_url)
+    store = _open_store(url)
+    for name in job_names or []:
+        _existing_job(url, name)
+    key = _store_key(url)
+    path = state_path or memory_path(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"), key)
+    previous = _recall(path, key)
+    warned: set[str] = set()
+    try:
+        while True:
+            try:
+                previous = _watch_look(store, key, job_names, previous, targets, warned)
+            except StoreError as error:
+                if once:
+                    raise
+                err.print(_store_failure(error) + f"; looking again in {every:g} s", highlight=False, markup=False)
+            else:
+                _remember(path, key, previous)
+            if once:
+                return
+            time.sleep(every)
+    except KeyboardInterrupt:
+        raise typer.Exit(RunnerExit.OK) from None
+
+
+def _watch_targets(notify_urls: list[str] | None) -> list[Target]:
+    """The destinations of `watch`: --notify, else RUNNER_NOTIFY; one line and exit 2 without any,
+    or for one that cannot be used (never quoting it: a URL is a credential)."""
+    entries = ([(f"--notify[{i}]", u) for i, u in enumerate(notify_urls)] if notify_urls else
+               [(f"{NOTIFY_ENV}[{i}]", e) for i, e in enumerate(env_entries(os.environ))])
+    if not entries:
+        _refuse(f"no notification URL: pass --notify URL (e.g. --notify '${{SLACK_URL}}' with the URL in that "
+                f"variable) or set {NOTIFY_ENV}")
+    targets, problems = resolve(entries, os.environ)
+    for problem in problems:
+        err.print(problem, highlight=False, markup=False)
+    if problems:
+        raise typer.Exit(EXIT_INVALID)
+    return targets
+
+
+def _store_key(url: str) -> str:
+    """The store as the watch memory and the messages name it: a local path made absolute, so a
+    cron job and a shell in another folder agree."""
+    return os.path.abspath(url) if "://" not in url else url.rstrip("/")
+
+
+def _recall(path: Path, key: str) -> dict[str, str] | None:
+    """The phases a watch remembers for the store; None (a first look) when there are none."""
+    try:
+        return recall(path.read_bytes(), key)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        _refuse(f"--state {path}: cannot read it ({error.strerror}); pass --state FILE somewhere readable")
+    except ValueError as error:
+        err.print(f"--state {path}: {error}; starting afresh (this look records phases and sends nothing)",
+                  highlight=False, markup=False)
+        return None
+
+
+def _remember(path: Path, key: str, remembered: dict[str, str] | None) -> None:
+    """Write the phases seen to the memory file, atomically, when they changed."""
+    try:
+        old = path.read_bytes()
+    except OSError:
+        old = None
+    new = memory_document(old, key, remembered or {})
+    if new == old:
+        return
+    try:
+        atomic_write(path, new)
+    except OSError as error:
+        _refuse(f"--state {path}: cannot write it ({error.strerror}); pass --state FILE somewhere writable")
+
+
+def _watch_look(store: Store, key: str, job_names: list[str] | None, previous: dict[str, str] | None,
+                targets: list[Target], warned: set[str]) -> dict[str, str]:
+    """One look at the store: read the jobs' states, send what `watch.decide` says, and return the
+    phases to remember (a change whose message reached nobody is looked for again next time)."""
+    now = datetime.now(timezone.utc)
+    listed = None if job_names else store.list_jobs()
+    states: dict[str, JobState] = {}
+    for name in job_names or listed or []:
+        job = store.job(name)
+        try:
+            state = _shown_state(job, now)
+        except UnreadableState as error:
+            _warn_once(warned, name, _unreadable_line(job, str(error)) + "; skipped, watching the others")
+            continue
+        warned.discard(name)  # said again should it break again
+        if state is not None:
+            states[name] = state
+    look = decide(previous, states, now, key, listed)
+    unsent = []
+    for job_name, message in look.messages:
+        failures = send(targets, message)
+        for failure in failures:
+            err.print(failure, highlight=False, markup=False)
+        if len(failures) == len(targets):
+            unsent.append(job_name)
+        else:
+            out.print(f"sent: {message.title}", highlight=False, markup=False)
+    return keep_unsent(look.remembered, previous, unsent)
+
+
 @app.command("ls", epilog=_epilog("runner ls --store gs://my-bucket/runs", READ_CODES))
 def list_jobs(store_url: str | None = STORE_OPTION) -> None:
     """The jobs in a store, one per line."""
@@ -513,31 +665,39 @@ def logs(
     """
     job = _existing_job(store_url, job_name)
     name = SUPERVISOR_LOG if supervisor else EVENTS_FILE if events else TRAINER_LOG
-    printed: set[str] = set()
     warned: set[str] = set()
+    reader = LogReader(job, name, lambda key, message: _warn_once(warned, key, message))
     while True:
-        for key in _log_parts(job, name, warned):
-            if key not in printed:
-                sys.stdout.write((job.get_bytes(key) or b"").decode(errors="replace"))
-                printed.add(key)
+        for data in reader.read_new():
+            sys.stdout.write(data.decode(errors="replace"))
         sys.stdout.flush()
-        if not follow:
+        if not follow or _stopped_or_wait(job, _followed_state(job, warned), "the log ends here"):
             return
-        try:
-            state = _read_state(job)
-        except UnreadableState as error:
-            _warn_once(warned, layout.STATE, _unreadable_line(job, str(error)) + "; following the logs anyway")
-            state = None
-        phase = effective_phase(state, datetime.now(timezone.utc)) if state is not None else None
-        if phase in STOPPED:
-            err.print(f"job {job_name} is {phase}" + (f" ({state.reason})" if state and state.reason else "")
-                      + "; the log ends here", highlight=False, markup=False)
-            return
-        time.sleep(_poll_seconds(state))
 
 
-# Phases in which no session writes to the log: `logs -f` ends on them.
+# Phases in which no session writes to the log: `logs -f` and `plot --live` end on them.
 STOPPED = ("done", "failed", "cancelled", "paused", "interrupted")
+
+
+def _followed_state(job: JobStore, warned: set[str]) -> JobState | None:
+    """The status of a job being followed; None, said once, while its state.json is unreadable."""
+    try:
+        return _read_state(job)
+    except UnreadableState as error:
+        _warn_once(warned, layout.STATE, _unreadable_line(job, str(error)) + "; following the job anyway")
+        return None
+
+
+def _stopped_or_wait(job: JobStore, state: JobState | None, ends: str) -> bool:
+    """One turn of following a job (`logs -f`, `plot --live`): True, said on stderr with `ends`,
+    once no session writes to it (STOPPED); otherwise False after one sync interval's wait."""
+    phase = effective_phase(state, datetime.now(timezone.utc)) if state is not None else None
+    if phase in STOPPED:
+        err.print(f"job {job.name} is {phase}" + (f" ({state.reason})" if state and state.reason else "")
+                  + f"; {ends}", highlight=False, markup=False)
+        return True
+    time.sleep(_poll_seconds(state))
+    return False
 
 
 def _poll_seconds(state: JobState | None) -> float:
@@ -550,24 +710,6 @@ def _warn_once(warned: set[str], key: str, message: str) -> None:
     if key not in warned:
         warned.add(key)
         err.print(message, highlight=False, markup=False)
-
-
-def _log_parts(job: JobStore, name: str, warned: set[str]) -> list[str]:
-    """The keys of the log's parts, session by session; a folder or part whose name is not a safe
-    key is skipped with a one-line warning."""
-    keys = []
-    for session in job.list_dirs(layout.LOGS):
-        folder = f"{layout.LOGS}/{session}"
-        if not layout.SESSION_ID.fullmatch(session):
-            _warn_once(warned, folder, f"skipped log folder {ascii(f'{job.name}/{folder}')}: not a session id")
-            continue
-        for part in sorted(p for p in job.list(folder) if p.startswith(f"{name}.")):
-            try:
-                keys.append(layout.log_key(session, part))
-            except layout.UnsafeName:
-                _warn_once(warned, f"{folder}/{part}",
-                           f"skipped log part {ascii(f'{job.name}/{folder}/{part}')}: not a safe name")
-    return keys
 
 
 @app.command(epilog=_epilog("runner pull demo --store ./runs --out /tmp/w.pt",
@@ -601,6 +743,88 @@ def pull(
         err.print(str(error), highlight=False, markup=False)
         raise typer.Exit(RunnerExit.FAILED) from None
     out.print(f"{target}: {job_name} {what}, {said} (sha256 verified)", highlight=False)
+
+
+PLOT_CODES = ("Exit codes: 0 written (with --live: once the job stopped, or on Ctrl-C); 2 no such job, no epoch "
+              "yet (without --live), a metric the job does not have, --out not writable, or the store failed.")
+
+
+@app.command(epilog=_epilog("runner plot demo --store ./runs --out demo.png --metrics val_evalai,val_loss",
+                            PLOT_CODES))
+def plot(
+    job_name: str = JOB_ARGUMENT,
+    store_url: str | None = STORE_OPTION,
+    out_path: Path | None = typer.Option(None, "--out", help="the PNG to write; default: ./JOB.png"),
+    metrics: str | None = typer.Option(None, "--metrics", help="metrics to draw, comma-separated; default: those "
+                                                               "of val_evalai, val_loss, train_loss the job has"),
+    live: bool = typer.Option(False, "--live", help="look again at every sync interval, redrawing when there is "
+                                                    "something new, until the job stops; Ctrl-C ends it"),
+    as_json: bool = typer.Option(False, "--json", help="print what the PNG shows as one JSON line: series with "
+                                                       "their points and best point, sessions, resumes, OOMs"),
+) -> None:
+    """A PNG of a job's metrics across all its sessions, from the store alone.
+
+    One panel per metric over optimizer steps, with session starts, resumes and OOM step-downs
+    marked and each metric's best point (max EvalAI, min loss) annotated. An epoch trained twice
+    shows once, with its later value. A job with no epoch yet: nothing is written, exit 2; with
+    --live a PNG saying "no epoch yet" until there is one.
+    """
+    try:
+        asked = parse_metric_list(metrics)
+    except UnknownMetric as error:
+        _refuse(str(error))
+    job = _existing_job(store_url, job_name)
+    target = out_path or Path(f"{job_name}.png")
+    warned: set[str] = set()
+    parts = EventParts(job, lambda key, message: _warn_once(warned, key, message))
+    drawn: tuple | None = None
+    try:
+        while True:
+            state = _followed_state(job, warned)  # before the events: a stopped job's are all in
+            data = build(parts.sessions(), state)
+            if not data.series and not live:
+                phase = effective_phase(state, datetime.now(timezone.utc)) if state else "without a status yet"
+                _refuse(f"job {job_name} has no epoch yet ({phase}): nothing to plot; try again after its first "
+                        f"epoch, or follow it with --live")
+            try:
+                chosen = choose_metrics(data, asked) if data.series else []
+            except UnknownMetric as error:
+                _refuse(str(error))
+            if (data, chosen) != drawn:  # redrawn when there is something new
+                _draw_plot(job_name, data, chosen, target, parts.bad_lines, as_json)
+                drawn = (data, chosen)
+            if not live or _stopped_or_wait(job, state, f"{target} is final"):
+                return
+    except KeyboardInterrupt:
+        drew = f"{target} holds the last plot" if drawn is not None else "nothing was drawn"
+        err.print(f"stopped following {job_name}; {drew}", highlight=False, markup=False)
+        raise typer.Exit(RunnerExit.OK) from None
+
+
+def _draw_plot(job_name: str, data: PlotData, metrics: list[str], target: Path, bad_lines: int,
+               as_json: bool) -> None:
+    """Write the PNG and say what it shows (one line, or one line of JSON)."""
+    title = job_name
+    if metrics:
+        title += f": {plural(data.epochs, 'epoch')}, {plural(len(data.sessions), 'session')}"
+    try:
+        draw(data, metrics, title, target)
+    except PlotUnavailable as error:
+        _refuse(str(error))
+    except OSError as error:
+        _refuse(f"--out {target}: cannot write it ({error.strerror or error}); choose another path")
+    if as_json:
+        sys.stdout.write(json.dumps({**summary(data, metrics, job_name, target), "skipped_lines": bad_lines}) + "\n")
+        sys.stdout.flush()
+        return
+    shown = headline(data, metrics) if metrics else "no epoch yet; waiting for the first"
+    skipped = f" (skipped {bad_lines} line(s) that are not events)" if bad_lines else ""
+    out.print(f"{target}: {job_name} {shown}{skipped}", highlight=False, markup=False)
+
+
+def _refuse(message: str) -> NoReturn:
+    err.print(message, highlight=False, markup=False)
+    raise typer.Exit(EXIT_INVALID)
 
 
 @app.command(epilog=_epilog("runner predict demo data/synthetic-demo/valid --store ./runs --out /tmp/pred --overlay",

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +29,7 @@ from contract.manifest import Manifest, WeightsManifest
 from runner import layout
 from runner.checkpoints import to_delete
 from runner.lease import LeaseHolder, LeaseLost
+from runner.logs import WORKERS, merged_name, part_name
 from runner.status import JobState, LastCheckpoint, Uploading, apply_events, now_iso
 from runner.store import JobStore, StoreError
 
@@ -44,6 +47,7 @@ class Uploads:
     manifests: dict[int, Manifest] = field(default_factory=dict)
     log_offsets: dict[str, int] = field(default_factory=dict)
     log_parts: dict[str, int] = field(default_factory=dict)
+    log_crcs: dict[str, int] = field(default_factory=dict)  # CRC-32 of each log's bytes sent so far
     file_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
@@ -100,6 +104,7 @@ class Syncer:
                 return False
             for _ in range(5):
                 if self.tick():
+                    self._merge_logs()
                     return True
                 time.sleep(min(self.every_s, 5.0))
             return False
@@ -131,7 +136,7 @@ class Syncer:
                 self.fold_events()
                 self._upload_checkpoints()
                 self._upload_logs()
-                self._upload_files(TENSORBOARD_DIR)
+                self._upload_tensorboard()
                 self._upload_weights()
                 self._prune_remote()
                 if self.store.exists(layout.CANCEL):
@@ -245,24 +250,76 @@ class Syncer:
             if end == 0:
                 continue
             part = self.uploads.log_parts.get(name, 0) + 1
-            self.store.put_bytes(layout.log_key(self.session, f"{name}.{part:06d}"), chunk[:end])
+            self.store.put_bytes(layout.log_key(self.session, part_name(name, part)), chunk[:end])
             self.uploads.log_offsets[name] = offset + end
             self.uploads.log_parts[name] = part
+            self.uploads.log_crcs[name] = zlib.crc32(chunk[:end], self.uploads.log_crcs.get(name, 0))
 
-    def _upload_files(self, folder: str) -> None:
-        """Small files that change in place (TensorBoard events): upload on change, under the
-        session's log folder."""
-        root = self.workdir / folder
-        if not root.is_dir():
+    def _merge_logs(self) -> None:
+        """At the session's end, each log's parts in one object (`runner.logs.merged_name`), then
+        the parts deleted: `runner logs` then reads one object per session, not one per tick (720
+        in a 12 h session syncing every minute). The object is the work dir's bytes that went up as
+        those parts, checked against their CRC, and it is in the store before any part is deleted:
+        a session cut off in between leaves both, which readers read once (runner/logs.py).
+
+        Not on a store without exclusive create, a Drive mount: Drive syncs in the background in no
+        set order, so the deletes could reach it before the merged file, and a session cut off then
+        would lose those lines. A failure leaves the parts, which read as before."""
+        if not self.store.supports_exclusive_create:
             return
-        for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
-            relative = path.relative_to(self.workdir).as_posix()
+        try:
+            for name in LOG_FILES:
+                count = self.uploads.log_parts.get(name, 0)
+                if count < 2:
+                    continue
+                size = self.uploads.log_offsets[name]
+                with (self.workdir / name).open("rb") as f:
+                    data = f.read(size)
+                if len(data) != size or zlib.crc32(data) != self.uploads.log_crcs[name]:
+                    log.warning("%s changed after its parts went up; its %d parts stay as they are", name, count)
+                    continue
+                self.lease.check()
+                self.store.put_bytes(layout.log_key(self.session, merged_name(name, 1, count)), data)
+                parts = [layout.log_key(self.session, part_name(name, n)) for n in range(1, count + 1)]
+                with ThreadPoolExecutor(WORKERS, thread_name_prefix="log-merge") as pool:
+                    list(pool.map(self.store.delete, parts))
+        except (OSError, StoreError, LeaseLost) as error:
+            log.warning("logs not merged (%s); their parts stay in the store, where they read as before", error)
+
+    def _tensorboard_files(self) -> list[tuple[Path, str]]:
+        """(path, path under WORK/tensorboard) of the trainer's event files; a dot name is a
+        temp file, not the trainer's."""
+        root = self.workdir / TENSORBOARD_DIR
+        if not root.is_dir():
+            return []
+        return [(path, path.relative_to(root).as_posix()) for path in sorted(root.rglob("*"))
+                if path.is_file() and not path.name.startswith(".")]
+
+    def _upload_tensorboard(self) -> None:
+        """Each event file that changed (a writer appends to its own) goes to the job's one
+        TensorBoard folder (`layout.tensorboard_key`), so all sessions form one run. Earlier
+        sessions' files are never written over: every writer's file has a name of its own, and a
+        work dir's files that an earlier session on this machine uploaded only grew since.
+
+        A fenced session sends nothing more (the lease is checked before each file): TensorBoard
+        reads a run's files in name (creation time) order and the trainer's purge_step drops the
+        epochs a later file trains again, so a file the fenced session started after the
+        take-over would come last and drop the new holder's epochs instead."""
+        for path, relative in self._tensorboard_files():
+            local = f"{TENSORBOARD_DIR}/{relative}"  # the bookkeeping and `pending` use work-dir paths
             stat = path.stat()
             signature = (stat.st_size, stat.st_mtime_ns)
-            if self.uploads.file_sizes.get(relative) == signature:
+            if self.uploads.file_sizes.get(local) == signature:
                 continue
-            self._put_file(path, layout.log_key(self.session, relative))
-            self.uploads.file_sizes[relative] = signature
+            try:
+                key = layout.tensorboard_key(relative)
+            except layout.UnsafeName as error:
+                log.warning("%s; not uploaded", error)
+                self.uploads.file_sizes[local] = signature
+                continue
+            self.lease.check()
+            self._put_file(path, key)
+            self.uploads.file_sizes[local] = signature
 
     def _upload_weights(self) -> None:
         """Each weights file the trainer changed, fenced like a checkpoint and checked against the
@@ -295,14 +352,15 @@ class Syncer:
         leaves only on this machine."""
         left = [path.relative_to(self.workdir).as_posix() for step, path in local_checkpoints(self.workdir)
                 if step not in self.uploads.checkpoints]
-        for folder, pattern in ((WEIGHTS_DIR, "*.pt"), (TENSORBOARD_DIR, "*")):
-            root = self.workdir / folder
-            for path in sorted(root.rglob(pattern)) if root.is_dir() else []:
-                relative = path.relative_to(self.workdir).as_posix()
-                if path.is_file() and not path.name.startswith("."):
-                    stat = path.stat()
-                    if self.uploads.file_sizes.get(relative) != (stat.st_size, stat.st_mtime_ns):
-                        left.append(relative)
+        root = self.workdir / WEIGHTS_DIR
+        files = [path for path in (sorted(root.rglob("*.pt")) if root.is_dir() else [])
+                 if path.is_file() and not path.name.startswith(".")]
+        files += [path for path, _ in self._tensorboard_files()]  # the ones `_upload_tensorboard` sends
+        for path in files:
+            relative = path.relative_to(self.workdir).as_posix()
+            stat = path.stat()
+            if self.uploads.file_sizes.get(relative) != (stat.st_size, stat.st_mtime_ns):
+                left.append(relative)
         for name in LOG_FILES:
             path = self.workdir / name
             if path.exists() and path.stat().st_size > self.uploads.log_offsets.get(name, 0):
