@@ -238,7 +238,8 @@ def test_second_attach_is_refused_and_take_over_fences_the_first(
 def test_deadline_pauses_then_attach_finishes(data_root: Path, store_url: str, tmp_path: Path) -> None:
     start_time = datetime.now(timezone.utc) - timedelta(minutes=60) + timedelta(seconds=25)
     spec = write_spec(tmp_path / "job.yaml", "deadline", store_url, data_root,
-                      train={"max_epochs": 30}, session={"max_hours": 1, "margin_minutes": 0,
+                      # more epochs than 25 s can train on any machine: the session limit ends it
+                      train={"max_epochs": 100000}, session={"max_hours": 1, "margin_minutes": 0,
                                                          "start": start_time.isoformat()})
     result = runner("submit", str(spec), "--workdir", str(tmp_path / "w1"), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -269,6 +269,8 @@ def test_take_over_during_a_slow_upload_fences_the_first_session(
                 continue  # B's checkpoint, its manifest already up
             elif key.startswith("weights/"):
                 continue  # A checks the lease before each weights file; B uploads its own
+            elif key.startswith("tensorboard/") and (tmp_path / "w3" / key).is_file():
+                continue  # B's trainer's event file (the job's one TensorBoard run), in B's work dir
             else:
                 unexplained.append((key, meta, "not B's"))
         assert not unexplained, (
