@@ -1,6 +1,7 @@
 """Keypoint derivation on realistic annotations: ms/frame and error by kind, against the baseline.
 
     python bench/keypoints.py [--frames 200] [--click-noise 1] [--distortion 0.03] [--repeat 3]
+    python bench/keypoints.py --split 16463     # also a whole train split, the product's way
 
 Frames come from `trainer synth` with hand-click scatter and radial lens distortion (kept under
 the temp folder, so a second run reuses them). The truth is each frame's true camera projecting
@@ -11,6 +12,11 @@ visible that are within 10 px of where the point truly is: an invented point cou
 derivation of every frame, best of --repeat rounds, ours and the baseline interleaved so both
 see the same machine state. The baseline is the derivation as of "kp57-derive-1"
 (bench/baselines/keypoints_v1_*.py).
+
+``--split N`` then times a split of N frames (the bench's annotations cycled) through the product's
+own path, ``trainer.data.cache.load_keypoints`` with no cache: a process pool over every CPU this
+process may use, as a session preparing its data does. Its baseline is the same N frames in one
+process, from ours' measured ms/frame above.
 """
 
 from __future__ import annotations
@@ -29,9 +35,12 @@ import numpy as np  # noqa: E402
 from SoccerNet.Evaluation.utils_calibration import Camera  # noqa: E402
 
 from bench.baselines.keypoints_v1_derivation import derive_keypoints as baseline_derive  # noqa: E402
+from trainer.data.cache import load_keypoints  # noqa: E402
 from trainer.data.keypoints.derivation import derive_keypoints  # noqa: E402
+from trainer.data.soccernet import Frame, SkipReport, SplitData  # noqa: E402
 from trainer.data.keypoints.table import KEYPOINTS, NUM_KEYPOINTS, VISIBLE, XYZ  # noqa: E402
 from trainer.data.synthetic.generate import frame_paths, generate  # noqa: E402
+from trainer.parallel import available_cpus  # noqa: E402
 
 W, H = 960, 540
 INSIDE_PX = 3.0
@@ -67,6 +76,20 @@ def derive_all(derive: Callable[..., np.ndarray], frames: list[tuple[dict, np.nd
     start = time.perf_counter()
     kps = [derive(annotation, W, H, resolve_ambiguity=False) for annotation, _ in frames]
     return kps, (time.perf_counter() - start) * 1000.0 / len(frames)
+
+
+def split_seconds(frames: list[tuple[dict, np.ndarray]], count: int, folder: Path) -> float:
+    """Wall seconds for ``load_keypoints`` to derive a split of ``count`` frames, every one missing
+    from the cache (each gets its own name and sha1, so nothing is reused)."""
+    annotations = [annotation for annotation, _ in frames]
+    split = SplitData(root=folder, skipped=SkipReport(), frames=[
+        Frame(f"{i:06d}", folder / f"{i:06d}.jpg", annotations[i % len(annotations)], f"{i:040x}")
+        for i in range(count)
+    ])
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        load_keypoints(split, size=(W, H), cache_path=Path(tmp) / "cache.npz")
+        return time.perf_counter() - start
 
 
 def scores(frames: list[tuple[dict, np.ndarray]], derived: list[np.ndarray]) -> dict[str, dict[str, float]]:
@@ -111,6 +134,7 @@ def main() -> int:
     parser.add_argument("--distortion", type=float, default=0.03)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=None, help="frames folder [a temp folder named by the options]")
+    parser.add_argument("--split", type=int, default=0, metavar="N", help="also time a split of N frames on every CPU")
     args = parser.parse_args()
     folder = args.dir or Path(tempfile.gettempdir()) / (
         f"bench-keypoints-s{args.seed}-n{args.click_noise:g}-k{args.distortion:g}"
@@ -150,6 +174,11 @@ def main() -> int:
     print("goals (median <= 1.6 px, p90 <= 5 px, recall >= 0.97 every kind; <= 11 ms/frame): " + ", ".join(
         f"{name} {'met' if ok else 'NOT met'}" for name, ok in met.items()
     ))
+    if args.split:
+        seconds = split_seconds(frames, args.split, folder)
+        serial = best_ours * args.split / 1000.0
+        print(f"split of {args.split} frames on {available_cpus()} CPUs: {seconds:.1f} s; one process: {serial:.1f} s "
+              f"(from ms/frame above), ratio {serial / seconds:.2f}x; goal 16,463 frames on 2 cores in < 120 s")
     return 0
 
 
