@@ -1,7 +1,9 @@
 """Timer uploads (DESIGN §5): checkpoints, logs, TensorBoard, weights, status, lease renewal.
 
 One apscheduler job runs `tick` every `sync.every_seconds` in the supervisor process, so the
-trainer never waits for the network. A tick that fails part-way leaves the rest for the next:
+trainer never waits for the network, on a thread of its own at a lower CPU priority, so that on a
+machine whose cores the trainer fills (Colab: 2 cores, two loader workers) its copies and writes
+take only idle time from it. A tick that fails part-way leaves the rest for the next:
 what is queued is derived from the work dir and what is known to be uploaded, so nothing is
 dropped by an outage, only delayed. The lease is renewed first; once it is lost, nothing more
 is written.
@@ -10,6 +12,7 @@ is written.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import zlib
@@ -19,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerThreadPool
 from apscheduler.schedulers.background import BackgroundScheduler
 from pydantic import ValidationError
 
@@ -37,6 +41,23 @@ log = logging.getLogger("runner")
 
 LOG_FILES = (TRAINER_LOG, EVENTS_FILE, SUPERVISOR_LOG)
 TICK_JOB = "tick"
+TICK_EXECUTOR = "uploads"
+UPLOAD_NICENESS = 10
+"""Added to the tick thread's nice value: under full load it gets about a tenth of a core's share
+(CFS weights), enough for uploads, while the heartbeat and the lease keep their own threads at
+the process's priority."""
+
+
+def lower_thread_priority(increment: int = UPLOAD_NICENESS) -> None:
+    """Raise the calling thread's nice value by `increment`, leaving the process's other threads
+    (and the trainer, started earlier) as they are: on Linux the nice value is per thread, and
+    `setpriority` on a thread id changes that thread alone. Elsewhere a thread id is no process
+    id, the call fails, and the thread keeps its priority (one debug line)."""
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + increment)
+    except (OSError, AttributeError) as error:
+        log.debug("upload thread priority unchanged (%s)", error)
 
 
 @dataclass
@@ -91,8 +112,10 @@ class Syncer:
         if self._scheduler is None:
             self.start_heartbeat()
         assert self._scheduler is not None
+        self._scheduler.add_executor(
+            SchedulerThreadPool(1, pool_kwargs={"initializer": lower_thread_priority}), TICK_EXECUTOR)
         self._scheduler.add_job(self.tick, "interval", seconds=self.every_s, max_instances=1, coalesce=True,
-                                id=TICK_JOB)
+                                id=TICK_JOB, executor=TICK_EXECUTOR)
 
     def stop(self, final_flush: bool) -> bool:
         """Stop the uploads timer; with `final_flush`, keep trying until everything is up or time
