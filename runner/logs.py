@@ -1,6 +1,6 @@
 """A job's logs in the store, read back: each session uploads the work dir's logs as numbered
 parts (runner/sync.py), so a log is what its session folders hold. `runner logs` prints it and
-`runner plot` reads the events in it: both read it here.
+`runner plot` reads the events in it: both read it here, through `LogReader`.
 
 One session's folder `logs/SESSION/` holds, for a log NAME (`trainer.log`, `events.jsonl`, ...):
 
@@ -157,19 +157,6 @@ def session_spans(job: JobStore, session: str, name: str, skipped: Skipped) -> l
     return spans
 
 
-class LogPart(NamedTuple):
-    session: str
-    key: str
-
-
-def log_parts(job: JobStore, name: str, skipped: Skipped) -> list[LogPart]:
-    """The objects that hold the log `name` (e.g. `events.jsonl`), session by session, each
-    session's in the order of its parts, a merged object in place of the parts it covers."""
-    return [LogPart(session, layout.log_key(session, span.name))
-            for session in log_sessions(job, skipped)
-            for span in plan(session_spans(job, session, name, skipped), Cursor())]
-
-
 def fetch_in_order(pool: ThreadPoolExecutor, job: JobStore, keys: Iterable[str], ahead: int) -> Iterator[bytes | None]:
     """`job.get_bytes` of each key, in the order of `keys`, with up to `ahead` requests queued on
     `pool`: memory stays bounded however long the log, and the pool never waits on the caller.
@@ -207,9 +194,14 @@ class LogReader:
 
     def read_new(self) -> Iterator[bytes]:
         """The log's bytes not read yet, in order, whole parts' lines at a time."""
+        return (data for _, data in self.read_new_by_session())
+
+    def read_new_by_session(self) -> Iterator[tuple[str, bytes]]:
+        """`read_new`, each piece with the session it belongs to (`runner plot` groups by session)."""
         with ThreadPoolExecutor(self.workers, thread_name_prefix="log-read") as pool:
             for session in log_sessions(self.job, self.skipped):
-                yield from self._read_session(pool, session, self._cursors.setdefault(session, Cursor()))
+                for data in self._read_session(pool, session, self._cursors.setdefault(session, Cursor())):
+                    yield session, data
 
     def _read_session(self, pool: ThreadPoolExecutor, session: str, cursor: Cursor) -> Iterator[bytes]:
         gone: set[str] = set()  # listed, then not there or not placeable: never asked for again

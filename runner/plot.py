@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from contract import events as ev
 from contract.files import EVENTS_FILE, atomic_write
-from runner.logs import Skipped, log_parts
+from runner.logs import LogReader, Skipped
 from runner.status import JobState
 from runner.store import JobStore
 
@@ -275,27 +275,23 @@ def plural(count: int, noun: str) -> str:
 
 
 class EventParts:
-    """A job's events, session by session, from its `events.jsonl` parts in the store. A part is
-    written once and never changed (runner/sync.py numbers each upload anew), so a part read once
-    is kept: `--live` fetches only the new ones."""
+    """A job's events, session by session, from its `events.jsonl` parts in the store, read as
+    `runner logs` reads a log (`LogReader`: many parts at a time, a session's merged object in
+    place of its parts). What was read is kept, so `--live` fetches only what is new."""
 
     def __init__(self, job: JobStore, skipped: Skipped) -> None:
-        self.job = job
-        self.skipped = skipped
+        self.reader = LogReader(job, EVENTS_FILE, skipped)
         self.bad_lines = 0  # lines in the parts read that were not events
-        self._read: dict[str, list[Event]] = {}
+        self._events: dict[str, list[Event]] = {}
 
     def sessions(self) -> list[tuple[str, list[Event]]]:
-        grouped: dict[str, list[Event]] = {}
-        for part in log_parts(self.job, EVENTS_FILE, self.skipped):
-            if part.key not in self._read:
-                data = self.job.get_bytes(part.key)
-                if data is None:  # gone since the listing
-                    continue
-                self._read[part.key], bad = parse_events(data)
-                self.bad_lines += bad
-            grouped.setdefault(part.session, []).extend(self._read[part.key])
-        return list(grouped.items())
+        """(session, its events) in session order (ids begin with the start time); each piece
+        the reader gives is whole lines, as the syncer uploads only complete ones."""
+        for session, data in self.reader.read_new_by_session():
+            events, bad = parse_events(data)
+            self._events.setdefault(session, []).extend(events)
+            self.bad_lines += bad
+        return sorted(self._events.items())
 
 
 class PlotUnavailable(RuntimeError):

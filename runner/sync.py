@@ -51,8 +51,9 @@ the process's priority."""
 def lower_thread_priority(increment: int = UPLOAD_NICENESS) -> None:
     """Raise the calling thread's nice value by `increment`, leaving the process's other threads
     (and the trainer, which the main thread starts) as they are: on Linux the nice value is per
-    thread, and `setpriority` on a thread id changes that thread alone (threads it starts inherit it). Elsewhere a thread id is no process
-    id, the call fails, and the thread keeps its priority (one debug line)."""
+    thread, and `setpriority` on a thread id changes that thread alone (threads it starts inherit
+    it). Elsewhere a thread id is no process id, the call fails, and the thread keeps its priority
+    (one debug line)."""
     thread = threading.get_native_id()
     try:
         os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + increment)

@@ -2,7 +2,7 @@
 times ours against.
 
 Not product code: nothing in `runner` imports it. It is the old command's reading, kept as it was
-(`runner.logs.log_parts` before merged objects, then one `get_bytes` per part, one at a time), run
+(each session's parts listed in name order, then one `get_bytes` per part, one at a time), run
 as its own process like the CLI, so both pay the start-up of a fresh interpreter:
 
     python bench/baselines/logs_one_at_a_time.py JOB gs://BUCKET/PREFIX

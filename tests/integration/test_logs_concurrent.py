@@ -18,7 +18,7 @@ import pytest
 from contract.files import EVENTS_FILE, TRAINER_LOG
 from runner import layout
 from runner.lease import LeaseHolder
-from runner.logs import LogReader, log_parts, merged_name, part_name
+from runner.logs import Cursor, LogReader, merged_name, part_name, plan, session_spans
 from runner.spec import dump_spec, parse_spec
 from runner.status import JobState
 from runner.store import JobStore, Store
@@ -109,7 +109,8 @@ def test_a_session_merges_its_logs_when_it_ends(store_url: str, tmp_path: Path) 
     assert job.get_bytes(layout.log_key("session-a", merged_name(TRAINER_LOG, 1, 6))) == lines(0, 507)
     assert read_all(follower) == lines(500, 7)
     assert read_all(LogReader(job, TRAINER_LOG, lambda key, message: pytest.fail(message))) == lines(0, 507)
-    assert log_parts(job, TRAINER_LOG, lambda key, message: pytest.fail(message))[0].key.endswith("000001-000006")
+    spans = session_spans(job, "session-a", TRAINER_LOG, lambda key, message: pytest.fail(message))
+    assert plan(spans, Cursor())[0].name.endswith("000001-000006")
 
 
 def test_a_log_changed_after_its_parts_went_up_is_not_merged(store_url: str, tmp_path: Path,
