@@ -20,15 +20,14 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
 from bench.baselines.camera_multistart import estimate_camera as baseline_estimate  # noqa: E402
+from bench.common import ms_per_item_line, ours_against_baseline  # noqa: E402
 from bench.keypoints import true_positions  # noqa: E402
 from trainer.data.synthetic.generate import frame_paths, generate  # noqa: E402
 from trainer.evaluation.camera import estimate_camera  # noqa: E402
@@ -75,12 +74,6 @@ def load_frames(folder: Path, frames: int, seed: int, noise: float, distortion: 
     return out
 
 
-def solve_all(estimate: Callable[..., dict | None], frames: list[tuple[dict, np.ndarray]]) -> tuple[list[dict | None], float]:
-    start = time.perf_counter()
-    cameras = [estimate(keypoints, W, H) for _, keypoints in frames]
-    return cameras, (time.perf_counter() - start) * 1000.0 / len(frames)
-
-
 def score(frames: list[tuple[dict, np.ndarray]], cameras: list[dict | None]) -> dict[str, float | int]:
     per_frame = [
         None if camera is None else frame_accuracies(camera, annotation, THRESHOLDS, W, H)
@@ -101,12 +94,9 @@ def main() -> int:
     folder = args.dir or Path(tempfile.gettempdir()) / f"bench-keypoints-s{args.seed}-n1-k{args.distortion:g}"
     frames = load_frames(folder, args.frames, args.seed, args.noise, args.distortion)
 
-    timings: dict[str, list[float]] = {"ours": [], "baseline": []}
-    cameras: dict[str, list[dict | None]] = {}
-    for _ in range(args.repeat):
-        for name, estimate in (("ours", estimate_camera), ("baseline", baseline_estimate)):
-            cameras[name], ms = solve_all(estimate, frames)
-            timings[name].append(ms)
+    cameras, timings = ours_against_baseline(
+        lambda keypoints: estimate_camera(keypoints, W, H), lambda keypoints: baseline_estimate(keypoints, W, H),
+        [keypoints for _, keypoints in frames], args.repeat)
     ours, base = score(frames, cameras["ours"]), score(frames, cameras["baseline"])
 
     print(f"calibrate: {len(frames)} frames, keypoint noise {args.noise:g} px, radial k1 {args.distortion:g}")
@@ -117,12 +107,8 @@ def main() -> int:
             f"{result['accuracy@5']:>7.4f} {result['accuracy@10']:>7.4f} {result['accuracy@20']:>7.4f} "
             f"{result['combined']:>9.4f}"
         )
-    best_ours, best_base = min(timings["ours"]), min(timings["baseline"])
-    spread = lambda values: f"{min(values):.2f}-{max(values):.2f}"  # noqa: E731
-    print(
-        f"ms/frame: ours {best_ours:.2f} (rounds {spread(timings['ours'])}), baseline {best_base:.2f} "
-        f"(rounds {spread(timings['baseline'])}), ratio {best_base / best_ours:.2f}x"
-    )
+    best_ours = min(timings["ours"])
+    print(ms_per_item_line(timings))
     verdict = "met" if best_ours <= GOAL_MS else f"NOT met ({best_ours / GOAL_MS:.2f}x over)"
     same = "met" if ours["combined"] >= base["combined"] else "NOT met"
     print(f"goals: <= {GOAL_MS:g} ms/frame {verdict}; combined score >= baseline's {same}")

@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -35,6 +34,7 @@ import numpy as np  # noqa: E402
 from SoccerNet.Evaluation.utils_calibration import Camera  # noqa: E402
 
 from bench.baselines.keypoints_v1_derivation import derive_keypoints as baseline_derive  # noqa: E402
+from bench.common import ms_per_item_line, ours_against_baseline  # noqa: E402
 from trainer.data.cache import load_keypoints  # noqa: E402
 from trainer.data.keypoints.derivation import derive_keypoints  # noqa: E402
 from trainer.data.soccernet import Frame, SkipReport, SplitData  # noqa: E402
@@ -70,12 +70,6 @@ def load_frames(folder: Path, frames: int, seed: int, click_noise: float, distor
         _, annotation_path, camera_path = frame_paths(folder, index)
         out.append((json.loads(annotation_path.read_text()), true_positions(json.loads(camera_path.read_text()))))
     return out
-
-
-def derive_all(derive: Callable[..., np.ndarray], frames: list[tuple[dict, np.ndarray]]) -> tuple[list[np.ndarray], float]:
-    start = time.perf_counter()
-    kps = [derive(annotation, W, H, resolve_ambiguity=False) for annotation, _ in frames]
-    return kps, (time.perf_counter() - start) * 1000.0 / len(frames)
 
 
 def split_seconds(frames: list[tuple[dict, np.ndarray]], count: int, folder: Path) -> float:
@@ -141,12 +135,10 @@ def main() -> int:
     )
     frames = load_frames(folder, args.frames, args.seed, args.click_noise, args.distortion)
 
-    timings: dict[str, list[float]] = {"ours": [], "baseline": []}
-    results: dict[str, list[np.ndarray]] = {}
-    for _ in range(args.repeat):
-        for name, derive in (("ours", derive_keypoints), ("baseline", baseline_derive)):
-            results[name], ms = derive_all(derive, frames)
-            timings[name].append(ms)
+    results, timings = ours_against_baseline(
+        lambda annotation: derive_keypoints(annotation, W, H, resolve_ambiguity=False),
+        lambda annotation: baseline_derive(annotation, W, H, resolve_ambiguity=False),
+        [annotation for annotation, _ in frames], args.repeat)
     ours, base = scores(frames, results["ours"]), scores(frames, results["baseline"])
 
     print(f"keypoints: {len(frames)} frames, click noise {args.click_noise:g} px, radial k1 {args.distortion:g}")
@@ -159,12 +151,8 @@ def main() -> int:
             f"{o['max']:>7.1f}/{b['max']:<7.1f} {o['over10']:>4}/{b['over10']:<4} "
             f"{o['recall']:>6.3f}/{b['recall']:<6.3f} {o['precision']:>6.3f}/{b['precision']:<6.3f}"
         )
-    best_ours, best_base = min(timings["ours"]), min(timings["baseline"])
-    spread = lambda values: f"{min(values):.1f}-{max(values):.1f}"  # noqa: E731
-    print(
-        f"ms/frame: ours {best_ours:.2f} (rounds {spread(timings['ours'])}), baseline {best_base:.2f} "
-        f"(rounds {spread(timings['baseline'])}), ratio {best_base / best_ours:.2f}x"
-    )
+    best_ours = min(timings["ours"])
+    print(ms_per_item_line(timings, digits=1))
     met = {
         "median": all(ours[k]["median"] <= GOALS["median"] for k in KINDS),
         "p90": all(ours[k]["p90"] <= GOALS["p90"] for k in KINDS),
