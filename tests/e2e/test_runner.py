@@ -327,8 +327,18 @@ def test_detach_tells_the_truth_and_the_session_log_reaches_the_store(data_root:
     kill_group(first)  # a Colab cut-off: the job is left interrupted
     wait_until(lambda: runner("status", "detached", "--store", store, "--json", cwd=tmp_path).stdout.count(
         '"interrupted"'), what="the lease and heartbeat to go stale")
-    result = runner("attach", "detached", "--store", store, "--workdir", str(tmp_path / "w2"), "--detach",
-                    cwd=tmp_path)
+    attempts: list[subprocess.CompletedProcess] = []
+
+    def attached() -> bool:
+        """The lease is renewed on a timer of its own, so it can outlive the last heartbeat by up
+        to one sync interval: an attach in that second is refused saying so, and tried again."""
+        attempts.append(runner("attach", "detached", "--store", store, "--workdir", str(tmp_path / "w2"),
+                               "--detach", cwd=tmp_path))
+        last = attempts[-1]
+        return not (last.returncode == 2 and "holds this job for another" in last.stderr)
+
+    wait_until(attached, timeout=60, what="the first session's lease to expire")
+    result = attempts[-1]
     assert result.returncode == 0, result.stdout + result.stderr
     assert "holds it, phase preparing" in result.stdout and "running in the background" in result.stdout
     assert state_of(store, "detached")["session"] in result.stdout  # the phase is in the store already
